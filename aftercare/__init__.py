@@ -1,0 +1,1 @@
+"""Aftercare: post-treatment aftercare reminders and safety triage for aesthetic clinics."""

@@ -1,0 +1,89 @@
+"""`aftercare run`: the whole service in one command on embedded defaults, for trying Aftercare locally."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from rich.console import Console
+
+from aftercare.config import Settings, get_settings
+from aftercare.db import get_engine, session_scope
+from aftercare.migrate import upgrade
+from aftercare.models import utcnow
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_CLINIC = "demo-clinic"
+
+
+def run_embedded(*, demo: bool) -> None:
+    settings = get_settings()
+    console = Console()
+    get_engine()
+    upgrade(settings.effective_database_url)
+    if demo:
+        seed_demo()
+    worker = start_worker(settings)
+    _banner(console, settings, demo)
+    try:
+        serve_web(settings)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("stopping worker and beat ...")
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def start_worker(settings: Settings) -> subprocess.Popen:
+    """A Celery worker with beat embedded, on the same broker (filesystem by default, no Redis needed)."""
+    command = [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "-B", "--pool", "threads",
+               "--concurrency", "4", "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip",
+               "--without-mingle"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen(command, cwd=str(ROOT), env=env)
+
+
+def serve_web(settings: Settings) -> None:
+    from aftercare.inbound.server import serve
+
+    serve(host=settings.web_host, port=settings.web_port)
+
+
+def seed_demo() -> None:
+    """A demo clinic, an on-call clinician and a patient treated two hours ago, so messages are due now."""
+    from aftercare.clinics import add_clinic, add_oncall, get_clinic
+    from aftercare.errors import NotFound
+    from aftercare.schedule.enrollment import enroll
+
+    with session_scope() as session:
+        try:
+            get_clinic(session, DEMO_CLINIC)
+        except NotFound:
+            add_clinic(session, name="Demo Aesthetics", slug=DEMO_CLINIC, timezone="Asia/Jakarta",
+                       phone="+6281100000001", quiet_hours="00:00-00:00", actor="demo")
+            add_oncall(session, clinic_slug=DEMO_CLINIC, name="Dr. Demo", phone="+6281100000002",
+                       email="oncall@demo.example", actor="demo")
+        enroll(session, clinic_slug=DEMO_CLINIC, first_name="Ayu", phone="+6281100000003",
+               email="ayu@demo.example", treatment="dermal-filler",
+               treated_at=(utcnow() - timedelta(hours=2)).replace(second=0, microsecond=0), actor="demo")
+
+
+def _banner(console: Console, settings: Settings, demo: bool) -> None:
+    console.rule("[bold]Aftercare is running (embedded defaults)")
+    console.print(f"database : {settings.effective_database_url}")
+    console.print(f"broker   : embedded filesystem broker in {(settings.home / 'broker').resolve()}")
+    console.print(f"outbox   : {(settings.home / 'outbox.jsonl').resolve()}  (`aftercare outbox` lists it)")
+    console.print(f"web      : http://{settings.web_host}:{settings.web_port}  (Twilio webhooks, /healthz)")
+    if demo:
+        console.print("demo     : clinic 'demo-clinic', patient Ayu (+6281100000003) treated 2 hours ago")
+        console.print("try      : aftercare reply --from +6281100000003 \"my lip has gone white and it really hurts\"")
+    console.print("stop     : press Ctrl+C")
+    console.rule()

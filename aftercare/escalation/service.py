@@ -1,0 +1,122 @@
+"""Opening, acknowledging and resolving escalations. Every step is written to the audit log."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from aftercare import audit
+from aftercare.config import Settings
+from aftercare.errors import AftercareError, NotFound
+from aftercare.escalation.paging import queue_pages
+from aftercare.models import (
+    Enrollment,
+    Escalation,
+    EscalationLevel,
+    EscalationStatus,
+    InboundMessage,
+    Patient,
+    utcnow,
+)
+
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I: codes are typed on a phone
+
+
+def repage_interval(level: str, settings: Settings) -> timedelta:
+    minutes = settings.emergency_repage_minutes if level == EscalationLevel.EMERGENCY else settings.urgent_repage_minutes
+    return timedelta(minutes=minutes)
+
+
+def open_escalation(session: Session, *, patient: Patient, enrollment: Enrollment | None, inbound: InboundMessage,
+                    level: str, signs: list[str], explanation: str, now: datetime | None = None) -> Escalation:
+    """Open (or raise) the escalation for this patient's enrollment and queue the first pages at once."""
+    now = now or utcnow()
+    existing = _open_for(session, patient.id, enrollment.id if enrollment else None)
+    if existing is not None:
+        return _follow_up(session, existing, inbound=inbound, level=level, signs=signs, now=now)
+    escalation = Escalation(clinic_id=patient.clinic_id, patient_id=patient.id,
+                            enrollment_id=enrollment.id if enrollment else None, level=level,
+                            status=EscalationStatus.OPEN, code=_new_code(session), signs=signs,
+                            explanation=explanation, opened_at=now, page_round=0)
+    session.add(escalation)
+    session.flush()
+    audit.record(session, actor="triage", action="escalation.opened", subject_type="escalation",
+                 subject_id=escalation.id, level=level, signs=signs, inbound_id=inbound.id)
+    queue_pages(session, escalation, reply_text=inbound.body, now=now)
+    return escalation
+
+
+def _open_for(session: Session, patient_id: int, enrollment_id: int | None) -> Escalation | None:
+    query = select(Escalation).where(Escalation.patient_id == patient_id, Escalation.status == EscalationStatus.OPEN,
+                                     Escalation.enrollment_id == enrollment_id if enrollment_id else True)
+    return session.scalars(query.order_by(Escalation.id.desc()).limit(1)).first()
+
+
+def _follow_up(session: Session, escalation: Escalation, *, inbound: InboundMessage, level: str, signs: list[str],
+               now: datetime) -> Escalation:
+    """A new dangerous reply on an open escalation: a more serious level pages again at once."""
+    escalation.signs = sorted(set(escalation.signs) | set(signs))
+    raised = level == EscalationLevel.EMERGENCY and escalation.level != EscalationLevel.EMERGENCY
+    audit.record(session, actor="triage", action="escalation.followup", subject_type="escalation",
+                 subject_id=escalation.id, level=level, raised=raised, inbound_id=inbound.id)
+    if raised:
+        escalation.level = level
+        queue_pages(session, escalation, reply_text=inbound.body, now=now)
+    return escalation
+
+
+def _new_code(session: Session) -> str:
+    while True:
+        code = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(6))
+        if session.scalar(select(Escalation.id).where(Escalation.code == code)) is None:
+            return code
+
+
+def get_escalation(session: Session, escalation_id: int) -> Escalation:
+    escalation = session.get(Escalation, escalation_id)
+    if escalation is None:
+        raise NotFound(f"unknown escalation {escalation_id}")
+    return escalation
+
+
+def find_by_code(session: Session, code: str) -> Escalation | None:
+    return session.scalar(select(Escalation).where(Escalation.code == code.strip().upper()))
+
+
+def acknowledge(session: Session, escalation: Escalation, *, by: str, via: str = "cli",
+                now: datetime | None = None) -> Escalation:
+    if escalation.status != EscalationStatus.OPEN:
+        raise AftercareError(f"escalation {escalation.id} is already {escalation.status}")
+    escalation.status = EscalationStatus.ACKNOWLEDGED
+    escalation.acknowledged_at = now or utcnow()
+    escalation.acknowledged_by = by
+    escalation.next_page_at = None
+    audit.record(session, actor=by, action="escalation.acknowledged", subject_type="escalation",
+                 subject_id=escalation.id, via=via)
+    return escalation
+
+
+def resolve(session: Session, escalation: Escalation, *, by: str, note: str, now: datetime | None = None) -> Escalation:
+    if escalation.status == EscalationStatus.RESOLVED:
+        raise AftercareError(f"escalation {escalation.id} is already resolved")
+    if not note.strip():
+        raise AftercareError("a resolution note is required")
+    now = now or utcnow()
+    if escalation.status == EscalationStatus.OPEN:
+        acknowledge(session, escalation, by=by, now=now)
+    escalation.status = EscalationStatus.RESOLVED
+    escalation.resolved_at, escalation.resolved_by, escalation.resolution_note = now, by, note.strip()
+    audit.record(session, actor=by, action="escalation.resolved", subject_type="escalation",
+                 subject_id=escalation.id, note=note.strip())
+    return escalation
+
+
+def list_escalations(session: Session, *, open_only: bool = False) -> list[Escalation]:
+    query = select(Escalation).order_by(Escalation.opened_at.desc(), Escalation.id.desc())
+    if open_only:
+        query = query.where(Escalation.status == EscalationStatus.OPEN)
+    return list(session.scalars(query))
+

@@ -1,0 +1,38 @@
+"""What escalation listings show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from aftercare.audit import entries_for
+from aftercare.escalation.service import get_escalation
+from aftercare.models import Escalation, InboundMessage, MessageKind, ScheduledMessage
+from aftercare.views import iso, message_view
+
+
+def escalation_view(escalation: Escalation) -> dict[str, Any]:
+    return {"id": escalation.id, "level": escalation.level, "status": escalation.status,
+            "patient_id": escalation.patient_id, "first_name": escalation.patient.first_name,
+            "enrollment_id": escalation.enrollment_id, "code": escalation.code, "signs": escalation.signs,
+            "opened_at": iso(escalation.opened_at), "acknowledged_at": iso(escalation.acknowledged_at),
+            "acknowledged_by": escalation.acknowledged_by, "resolved_at": iso(escalation.resolved_at),
+            "resolved_by": escalation.resolved_by, "page_round": escalation.page_round,
+            "next_page_at": iso(escalation.next_page_at)}
+
+
+def escalation_detail(session: Session, escalation_id: int) -> dict[str, Any]:
+    escalation = get_escalation(session, escalation_id)
+    pages = session.scalars(select(ScheduledMessage).where(ScheduledMessage.escalation_id == escalation_id,
+                                                           ScheduledMessage.kind == MessageKind.PAGE)
+                            .order_by(ScheduledMessage.id))
+    replies = session.scalars(select(InboundMessage).where(InboundMessage.escalation_id == escalation_id)
+                              .order_by(InboundMessage.id))
+    return {**escalation_view(escalation), "explanation": escalation.explanation,
+            "resolution_note": escalation.resolution_note, "patient_phone": escalation.patient.phone,
+            "replies": [{"id": r.id, "at": iso(r.received_at), "body": r.body, "level": r.level} for r in replies],
+            "pages": [{**message_view(p), "staff_id": p.staff_id} for p in pages],
+            "audit": [{"at": iso(a.at), "actor": a.actor, "action": a.action, "details": a.details}
+                      for a in entries_for(session, subject_type="escalation", subject_id=escalation_id)]}

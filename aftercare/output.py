@@ -1,0 +1,50 @@
+"""Printing command results: JSON for scripts, rich tables for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+
+
+def print_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], *, title: str | None = None) -> None:
+    table = Table(title=title, show_lines=False)
+    for column in columns:
+        table.add_column(column)
+    count = 0
+    for row in rows:
+        # Text(...) so that patient-supplied text is never read as rich markup.
+        table.add_row(*(Text("" if row.get(c) is None else str(row.get(c))) for c in columns))
+        count += 1
+    console = Console()
+    if count:
+        console.print(table)
+    else:
+        console.print(Text(f"{title or 'list'}: nothing yet"))
+
+
+def print_fields(data: dict[str, Any], *, title: str | None = None) -> None:
+    table = Table(title=title, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, value in data.items():
+        table.add_row(key, Text("" if value is None else str(value)))
+    Console().print(table)
+
+
+def emit(data: Any, *, as_json: bool, columns: Sequence[str] | None = None, title: str | None = None) -> None:
+    if as_json:
+        print_json(data)
+    elif isinstance(data, list):
+        print_table(data, columns or (list(data[0]) if data else []), title=title)
+    else:
+        print_fields(data, title=title)

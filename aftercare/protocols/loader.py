@@ -1,0 +1,217 @@
+"""Reads one YAML file per treatment into a Protocol, refusing anything it cannot schedule with certainty."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from aftercare.protocols.model import (
+    CHANNELS,
+    After,
+    DayAt,
+    Protocol,
+    ProtocolError,
+    Step,
+    StepChannel,
+    When,
+    parse_duration,
+    parse_wall_time,
+)
+from aftercare.protocols.templates import EmailTemplate, TemplateCatalog, default_catalog
+
+TREATMENTS: tuple[str, ...] = (
+    "mesotherapy",
+    "skin-booster",
+    "dermal-filler",
+    "chemical-peel",
+    "microneedling",
+    "laser-resurfacing",
+)
+DATA_DIR = Path(__file__).parent / "data"
+
+_PROTOCOL_FIELDS = {"key", "name", "version", "steps"}
+_STEP_REQUIRED = {"id", "when", "channel", "template", "fresh_for"}
+_STEP_OPTIONAL = {"checkin"}
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_WHEN_SHAPE = 'expected {after: DURATION} or {day: N, at: "HH:MM"}'
+_STEP_ID_MAX = 64  # the outbox stores it in a short column
+
+T = TypeVar("T")
+
+
+@cache
+def load_protocol(key: str) -> Protocol:
+    if key not in TREATMENTS:
+        raise ProtocolError(f"unknown treatment {key!r}; choose one of: {', '.join(TREATMENTS)}")
+    return load_protocol_file(DATA_DIR / f"{key}.yaml")
+
+
+def list_protocols() -> list[Protocol]:
+    return [load_protocol(key) for key in TREATMENTS]
+
+
+def load_protocol_file(path: Path | str, *, catalog: TemplateCatalog | None = None) -> Protocol:
+    """Load and validate one protocol file; every step's template must exist in every language."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    where = path.name
+    if not isinstance(raw, dict):
+        raise ProtocolError(f"{where}: expected a mapping with fields key, name, version and steps")
+    _check_fields(where, raw, required=_PROTOCOL_FIELDS)
+    key = _field(where, raw, "key", _slug)
+    if key != path.stem:
+        raise ProtocolError(f"{where}: field 'key': '{key}' does not match the file name")
+    name = _field(where, raw, "name", _text)
+    version = _field(where, raw, "version", _positive_int)
+    steps = _parse_steps(where, raw["steps"], catalog or default_catalog())
+    return Protocol(key=key, name=name, version=version, steps=steps, source=path)
+
+
+def _read_yaml(path: Path) -> object:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProtocolError(f"{path.name}: file not found at {path}") from None
+    except yaml.YAMLError as exc:
+        raise ProtocolError(f"{path.name}: not valid YAML: {exc}") from None
+
+
+def _parse_steps(where: str, raw: object, catalog: TemplateCatalog) -> tuple[Step, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ProtocolError(f"{where}: field 'steps': expected a non-empty list of steps")
+    steps: list[Step] = []
+    for number, item in enumerate(raw, start=1):
+        step = _parse_step(where, number, item, catalog)
+        if any(seen.id == step.id for seen in steps):
+            raise ProtocolError(f"{where}: step '{step.id}': field 'id': duplicate step id")
+        steps.append(step)
+    return tuple(steps)
+
+
+def _parse_step(filename: str, number: int, raw: object, catalog: TemplateCatalog) -> Step:
+    if not isinstance(raw, dict):
+        raise ProtocolError(f"{filename}: step #{number}: expected a mapping with fields {_listed(_STEP_REQUIRED)}")
+    where = f"{filename}: step #{number}"
+    step_id = _field(where, raw, "id", _step_id)
+    where = f"{filename}: step '{step_id}'"
+    _check_fields(where, raw, required=_STEP_REQUIRED, optional=_STEP_OPTIONAL)
+    channel = _field(where, raw, "channel", _channel)
+    return Step(
+        id=step_id,
+        when=_parse_when(where, raw["when"]),
+        channel=channel,
+        template=_field(where, raw, "template", lambda value: _template(value, channel, catalog)),
+        fresh_for=_field(where, raw, "fresh_for", _positive_duration),
+        checkin=_field(where, raw, "checkin", _boolean) if "checkin" in raw else False,
+    )
+
+
+def _parse_when(where: str, raw: object) -> When:
+    if isinstance(raw, dict) and set(raw) == {"after"}:
+        return After(offset=_field(where, raw, "after", parse_duration, prefix="when."))
+    if isinstance(raw, dict) and set(raw) == {"day", "at"}:
+        day = _field(where, raw, "day", _non_negative_int, prefix="when.")
+        return DayAt(day=day, at=_field(where, raw, "at", parse_wall_time, prefix="when."))
+    raise ProtocolError(f"{where}: field 'when': {_WHEN_SHAPE}")
+
+
+# Field checks: each takes the raw value and returns the parsed one or raises ValueError with the reason.
+
+
+def _field(where: str, raw: dict[str, Any], name: str, parse: Callable[[Any], T], prefix: str = "") -> T:
+    if name not in raw:
+        raise ProtocolError(f"{where}: field '{prefix}{name}': missing")
+    try:
+        return parse(raw[name])
+    except ValueError as exc:
+        raise ProtocolError(f"{where}: field '{prefix}{name}': {exc}") from None
+
+
+def _check_fields(where: str, raw: dict[str, Any], *, required: set[str], optional: set[str] | None = None) -> None:
+    optional = optional or set()
+    for name in sorted(required - raw.keys()):
+        raise ProtocolError(f"{where}: field '{name}': missing")
+    for name in sorted(str(key) for key in raw.keys() - required - optional):
+        raise ProtocolError(f"{where}: field '{name}': unknown field; allowed: {_listed(required | optional)}")
+
+
+def _listed(names: set[str] | frozenset[str]) -> str:
+    return ", ".join(sorted(names))
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty text, got {value!r}")
+    return value.strip()
+
+
+def _slug(value: object) -> str:
+    if not isinstance(value, str) or not _SLUG.match(value):
+        raise ValueError(f"expected a lowercase slug like 'day1-morning', got {value!r}")
+    return value
+
+
+def _step_id(value: object) -> str:
+    slug = _slug(value)
+    if len(slug) > _STEP_ID_MAX:
+        raise ValueError(f"longer than {_STEP_ID_MAX} characters")
+    return slug
+
+
+def _integer(value: object) -> int:
+    # bool is an int in Python; `version: yes` is a typo, not version 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    return value
+
+
+def _positive_int(value: object) -> int:
+    number = _integer(value)
+    if number < 1:
+        raise ValueError(f"expected a number of 1 or more, got {number}")
+    return number
+
+
+def _non_negative_int(value: object) -> int:
+    number = _integer(value)
+    if number < 0:
+        raise ValueError(f"expected 0 (the treatment date) or more, got {number}")
+    return number
+
+
+def _positive_duration(value: object) -> timedelta:
+    duration = parse_duration(value)  # type: ignore[arg-type]
+    if not duration:
+        raise ValueError("expected a duration longer than zero")
+    return duration
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _channel(value: object) -> StepChannel:
+    for channel in CHANNELS:
+        if value == channel:
+            return channel
+    raise ValueError(f"unknown channel {value!r}; choose one of: {', '.join(CHANNELS)}")
+
+
+def _template(value: object, channel: StepChannel, catalog: TemplateCatalog) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a template key, got {value!r}")
+    missing = catalog.missing_in(value)
+    if missing:
+        raise ValueError(f"no template '{value}' in {', '.join(f'{language}.yaml' for language in missing)}")
+    # An SMS must be a plain text: a subject/body email would be squeezed into a text message.
+    if channel == "sms" and any(isinstance(texts[value], EmailTemplate) for texts in catalog.texts.values()):
+        raise ValueError(f"'{value}' is an email template (subject/body); an sms step needs a plain text")
+    return value

@@ -1,0 +1,1 @@
+"""The durable schedule: enrollment, planning, claiming and delivering messages."""

@@ -1,0 +1,240 @@
+"""Delivering claimed messages: re-check each row just before sending, send, record the outcome at once.
+
+The outcome of every send is committed right after the provider answers, so the one window for a
+duplicate (the worker dies after the provider accepted and before the commit) stays a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, selectinload
+
+from aftercare.channels import get_channel
+from aftercare.channels.base import DeliveryError, OutgoingMessage
+from aftercare.channels.ratelimit import get_rate_limiter
+from aftercare.config import Settings, get_settings
+from aftercare.db import session_factory
+from aftercare.models import (
+    Channel,
+    Enrollment,
+    EnrollmentStatus,
+    Escalation,
+    EscalationStatus,
+    MessageKind,
+    MessageStatus,
+    Patient,
+    ScheduledMessage,
+    utcnow,
+)
+from aftercare.protocols import render, render_email
+from aftercare.schedule.planner import QuietHours, next_allowed
+
+log = logging.getLogger(__name__)
+M = ScheduledMessage
+_pool: ThreadPoolExecutor | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one claimed row: send it, or end/return it without sending."""
+
+    message: OutgoingMessage | None = None
+    status: str | None = None  # for rows not sent: skipped, cancelled, or scheduled (returned for later)
+    reason: str | None = None
+    due_at: datetime | None = None
+
+
+def deliver_batch(ids: list[int], token: str, *, settings: Settings | None = None) -> Counter:
+    """Deliver the rows of one claim. Returns counts by outcome (sent, failed, retry, skipped, ...)."""
+    settings = settings or get_settings()
+    now = utcnow()
+    with session_factory()() as session:
+        rows = _load_claimed(session, ids, token)
+        decisions = [(row.id, decide(session, row, settings=settings, now=now)) for row in rows]
+    counts: Counter = Counter()
+    to_send = [(row_id, d.message) for row_id, d in decisions if d.message is not None]
+    for row_id, d in decisions:
+        if d.message is None:
+            _finish_unsent(row_id, token, d)
+            counts[d.status] += 1
+    for outcome in _executor(settings).map(lambda item: send_one(*item, token=token, settings=settings), to_send):
+        counts[outcome] += 1
+    return counts
+
+
+def _executor(settings: Settings) -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=settings.send_threads, thread_name_prefix="send")
+    return _pool
+
+
+def _load_claimed(session: Session, ids: list[int], token: str) -> list[ScheduledMessage]:
+    query = (
+        select(M)
+        .where(M.id.in_(ids), M.claim_token == token, M.status == MessageStatus.CLAIMED)
+        .options(selectinload(M.enrollment).joinedload(Enrollment.patient).joinedload(Patient.clinic))
+    )
+    return list(session.scalars(query))
+
+
+def decide(session: Session, row: ScheduledMessage, *, settings: Settings, now: datetime) -> Decision:
+    if row.kind == MessageKind.PAGE:
+        return _page_decision(row, settings)
+    enrollment = row.enrollment
+    if enrollment is None:
+        return Decision(status=MessageStatus.SKIPPED, reason="no_recipient")
+    patient = enrollment.patient
+    if row.kind == MessageKind.REMINDER:
+        held = _reminder_hold(session, row, enrollment, patient, now)
+        if held is not None:
+            return held
+    if row.channel == Channel.SMS and not patient.sms_allowed:
+        return Decision(status=MessageStatus.SKIPPED, reason="opted_out")
+    if row.channel == Channel.EMAIL and not patient.email_allowed:
+        return Decision(status=MessageStatus.SKIPPED, reason="no_email_consent")
+    return Decision(message=_patient_message(row, patient, settings))
+
+
+def _reminder_hold(session: Session, row: ScheduledMessage, enrollment: Enrollment, patient: Patient,
+                   now: datetime) -> Decision | None:
+    """The re-check before a reminder goes: still wanted, still fresh, and not in the patient's quiet hours."""
+    if enrollment.status == EnrollmentStatus.CANCELLED:
+        return Decision(status=MessageStatus.CANCELLED, reason="enrollment_cancelled")
+    if enrollment.status == EnrollmentStatus.PAUSED or _has_open_escalation(session, enrollment.id):
+        return Decision(status=MessageStatus.SCHEDULED, reason="held", due_at=row.due_at)
+    if row.fresh_until is not None and now > row.fresh_until:
+        return Decision(status=MessageStatus.SKIPPED, reason="stale")
+    clinic = patient.clinic
+    quiet = QuietHours.parse(f"{clinic.quiet_start}-{clinic.quiet_end}")
+    allowed = next_allowed(now, tz=ZoneInfo(patient.timezone), quiet=quiet)
+    if allowed > now:
+        return Decision(status=MessageStatus.SCHEDULED, reason="quiet_hours", due_at=allowed)
+    return None
+
+
+def _has_open_escalation(session: Session, enrollment_id: int) -> bool:
+    query = select(Escalation.id).where(Escalation.enrollment_id == enrollment_id,
+                                        Escalation.status == EscalationStatus.OPEN).limit(1)
+    return session.scalar(query) is not None
+
+
+def _patient_message(row: ScheduledMessage, patient: Patient, settings: Settings) -> OutgoingMessage:
+    clinic = patient.clinic
+    values = {"first_name": patient.first_name, "clinic_name": clinic.name, "clinic_phone": clinic.phone}
+    if row.channel == Channel.EMAIL:
+        subject, body = (f"{clinic.name}: aftercare", row.body) if row.body else render_email(
+            row.template, patient.language, **values)
+        return OutgoingMessage(message_id=row.id, channel=Channel.EMAIL, to=patient.email, body=body,
+                               subject=subject, sender=clinic.email_from)
+    body = row.body or render(row.template, patient.language, **values)
+    return OutgoingMessage(message_id=row.id, channel=Channel.SMS, to=patient.phone, body=body,
+                           sender=clinic.sms_from, status_callback=status_callback_url(settings))
+
+
+def _page_decision(row: ScheduledMessage, settings: Settings) -> Decision:
+    """Pages ignore quiet hours and consent: they go to the clinic's own staff about a patient's safety."""
+    if not row.recipient:
+        return Decision(status=MessageStatus.SKIPPED, reason="no_recipient")
+    if row.channel == Channel.EMAIL:
+        subject, _, body = (row.body or "").partition("\n\n")
+        return Decision(message=OutgoingMessage(message_id=row.id, channel=Channel.EMAIL, to=row.recipient,
+                                                body=body, subject=subject))
+    return Decision(message=OutgoingMessage(message_id=row.id, channel=Channel.SMS, to=row.recipient, body=row.body,
+                                            status_callback=status_callback_url(settings)))
+
+
+def status_callback_url(settings: Settings) -> str:
+    return settings.public_url.rstrip("/") + "/twilio/status"
+
+
+def _finish_unsent(row_id: int, token: str, decision: Decision) -> None:
+    now = utcnow()
+    values: dict = {"status": decision.status, "updated_at": now, "claimed_until": None, "claim_token": None}
+    if decision.status == MessageStatus.SCHEDULED:
+        values["due_at"] = decision.due_at or now
+    elif decision.status == MessageStatus.SKIPPED:
+        values.update(skip_reason=decision.reason, skipped_at=now)
+    elif decision.status == MessageStatus.CANCELLED:
+        values.update(skip_reason=decision.reason, cancelled_at=now)
+    _update_claimed(row_id, token, values)
+
+
+def _update_claimed(row_id: int, token: str, values: dict) -> bool:
+    """Write an outcome only while we still hold the claim (a newer claim of the same row wins)."""
+    with session_factory()() as session:
+        result = session.execute(update(M).where(M.id == row_id, M.claim_token == token,
+                                                 M.status == MessageStatus.CLAIMED).values(**values))
+        session.commit()
+        return result.rowcount == 1
+
+
+def send_one(row_id: int, message: OutgoingMessage, *, token: str, settings: Settings) -> str:
+    """Send one message and record what happened. Returns the outcome name for counting."""
+    channel = get_channel(message.channel, settings)
+    if message.channel == Channel.SMS:
+        get_rate_limiter(settings).acquire(message.sender or settings.twilio_from or "default",
+                                           settings.sms_rate_per_second)
+    try:
+        receipt = channel.send(message)
+    except DeliveryError as error:
+        return _record_failure(row_id, message, error, token=token, settings=settings)
+    except Exception:  # a bug in a channel must not leave the row claimed until its lease ends
+        log.exception("unexpected error sending message %s", row_id)
+        return _record_failure(row_id, message, DeliveryError("unexpected error", permanent=False), token=token,
+                               settings=settings)
+    now = utcnow()
+    _update_claimed(row_id, token, {"status": MessageStatus.SENT, "provider_id": receipt.provider_id, "sent_at": now,
+                                    "updated_at": now, "claimed_until": None, "error": None, "error_code": None})
+    log.info("message %s sent via %s", row_id, message.channel)
+    return "sent"
+
+
+def _record_failure(row_id: int, message: OutgoingMessage, error: DeliveryError, *, token: str,
+                    settings: Settings) -> str:
+    now = utcnow()
+    with session_factory()() as session:
+        row = session.get(M, row_id)
+        if row is None or row.claim_token != token or row.status != MessageStatus.CLAIMED:
+            return "lost_claim"
+        row.attempts += 1
+        row.error, row.error_code = str(error)[:500], error.code
+        row.claimed_until = row.claim_token = None
+        if not error.permanent and row.attempts < settings.max_attempts:
+            row.status, row.due_at = MessageStatus.SCHEDULED, now + backoff(row.attempts, settings.retry_base_seconds)
+            outcome = "retry"
+        else:
+            row.status, row.failed_at = MessageStatus.FAILED, now
+            outcome = "failed"
+            if error.permanent and message.channel == Channel.SMS:
+                _after_permanent_sms_failure(session, row, error, now)
+        session.commit()
+    log.warning("message %s %s: code=%s permanent=%s", row_id, outcome, error.code, error.permanent)
+    return outcome
+
+
+def _after_permanent_sms_failure(session: Session, row: ScheduledMessage, error: DeliveryError,
+                                 now: datetime) -> None:
+    if row.enrollment_id is None:
+        return
+    patient = session.scalars(select(Patient).join(Enrollment).where(Enrollment.id == row.enrollment_id)).one()
+    if error.opted_out and patient.sms_opted_out_at is None:
+        patient.sms_opted_out_at, patient.sms_opt_out_source = now, f"carrier:{error.code}"
+    if patient.email_allowed:
+        session.add(M(kind=row.kind, enrollment_id=row.enrollment_id, step=row.step, channel=Channel.EMAIL,
+                      template=row.template, body=row.body, is_checkin=row.is_checkin, planned_at=row.planned_at,
+                      due_at=now, fresh_until=row.fresh_until, fallback_of_id=row.id))
+
+
+def backoff(attempt: int, base_seconds: float) -> timedelta:
+    """Exponential backoff with full jitter, capped at an hour, so retries from many rows do not align."""
+    ceiling = min(3600.0, base_seconds * 2 ** (attempt - 1))
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))

@@ -1,0 +1,216 @@
+"""Enrolling a patient after a session writes the whole care protocol as scheduled messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from aftercare import audit
+from aftercare.clinics import get_clinic
+from aftercare.contact import check_name, check_timezone, normalize_email, normalize_phone, phone_region
+from aftercare.errors import AftercareError, InputError, NotFound
+from aftercare.models import (
+    Channel,
+    Clinic,
+    Enrollment,
+    EnrollmentStatus,
+    MessageKind,
+    MessageStatus,
+    Patient,
+    ScheduledMessage,
+    utcnow,
+)
+from aftercare.protocols import LANGUAGES, Protocol, ProtocolError, load_protocol
+from aftercare.schedule.planner import QuietHours, next_allowed, step_time
+
+
+@dataclass(frozen=True)
+class EnrollmentRequest:
+    """A validated enrollment: every field already checked and normalised."""
+
+    first_name: str
+    phone: str
+    email: str | None
+    timezone: str
+    language: str
+    treatment: str
+    treated_at: datetime
+    sms_consent: bool = True
+    email_consent: bool = True
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    enrollment: Enrollment
+    patient: Patient
+    scheduled: int
+    created: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"enrollment_id": self.enrollment.id, "patient_id": self.patient.id, "scheduled": self.scheduled,
+                "created": self.created}
+
+
+def validate_request(clinic: Clinic, *, first_name: str, phone: str, email: str | None, timezone: str | None,
+                     language: str, treatment: str, treated_at: datetime, sms_consent: bool = True,
+                     email_consent: bool = True) -> EnrollmentRequest:
+    """Check everything before anything is written, so bad input never leaves half an enrollment."""
+    if language not in LANGUAGES:
+        raise InputError(f"unknown language {language[:16]!r}; choose one of: {', '.join(LANGUAGES)}")
+    try:
+        load_protocol(treatment)
+    except ProtocolError as exc:
+        raise InputError(str(exc)) from None
+    timezone = timezone or clinic.timezone
+    check_timezone(timezone)
+    if treated_at.tzinfo is None:
+        raise InputError("treatment time has no UTC offset")
+    return EnrollmentRequest(
+        first_name=check_name(first_name, field="first name", max_length=100),
+        phone=normalize_phone(phone, region=phone_region(clinic.phone)),
+        email=normalize_email(email), timezone=timezone, language=language, treatment=treatment,
+        treated_at=treated_at, sms_consent=sms_consent, email_consent=email_consent,
+    )
+
+
+def enroll(session: Session, *, clinic_slug: str, first_name: str, phone: str, email: str | None = None,
+           timezone: str | None = None, language: str = "en", treatment: str, treated_at: datetime,
+           sms_consent: bool = True, email_consent: bool = True, now: datetime | None = None,
+           actor: str = "cli") -> EnrollResult:
+    clinic = get_clinic(session, clinic_slug)
+    request = validate_request(clinic, first_name=first_name, phone=phone, email=email, timezone=timezone,
+                               language=language, treatment=treatment, treated_at=treated_at,
+                               sms_consent=sms_consent, email_consent=email_consent)
+    patient = _find_or_create_patient(session, clinic, request)
+    existing = _existing_enrollment(session, patient.id, request)
+    if existing is not None:
+        return EnrollResult(existing, patient, _count_messages(session, existing.id), created=False)
+    try:
+        with session.begin_nested():
+            enrollment, scheduled = _create_enrollment(session, clinic, patient, request, now or utcnow())
+    except IntegrityError:
+        # Someone enrolled the same session concurrently: theirs stands, ours changes nothing.
+        existing = _existing_enrollment(session, patient.id, request)
+        return EnrollResult(existing, patient, _count_messages(session, existing.id), created=False)
+    audit.record(session, actor=actor, action="enrollment.created", subject_type="enrollment",
+                 subject_id=enrollment.id, treatment=request.treatment, scheduled=scheduled)
+    return EnrollResult(enrollment, patient, scheduled, created=True)
+
+
+def _find_or_create_patient(session: Session, clinic: Clinic, request: EnrollmentRequest) -> Patient:
+    patient = session.scalar(select(Patient).where(Patient.clinic_id == clinic.id, Patient.phone == request.phone))
+    if patient is None:
+        patient = Patient(clinic_id=clinic.id, phone=request.phone, first_name=request.first_name,
+                          email=request.email, timezone=request.timezone, language=request.language,
+                          sms_consent=request.sms_consent, email_consent=request.email_consent)
+        session.add(patient)
+        session.flush()
+    return patient
+
+
+def _existing_enrollment(session: Session, patient_id: int, request: EnrollmentRequest) -> Enrollment | None:
+    return session.scalar(select(Enrollment).where(
+        Enrollment.patient_id == patient_id, Enrollment.treatment == request.treatment,
+        Enrollment.treated_at == request.treated_at))
+
+
+def _create_enrollment(session: Session, clinic: Clinic, patient: Patient, request: EnrollmentRequest,
+                       now: datetime) -> tuple[Enrollment, int]:
+    protocol = load_protocol(request.treatment)
+    enrollment = Enrollment(patient_id=patient.id, clinic_id=clinic.id, treatment=protocol.key,
+                            protocol_version=protocol.version, treated_at=request.treated_at)
+    session.add(enrollment)
+    session.flush()
+    rows = plan_messages(protocol, clinic=clinic, request=request, now=now)
+    for row in rows:
+        row["enrollment_id"] = enrollment.id
+    session.execute(ScheduledMessage.__table__.insert(), rows)
+    return enrollment, sum(1 for row in rows if row["status"] == MessageStatus.SCHEDULED)
+
+
+def plan_messages(protocol: Protocol, *, clinic: Clinic, request: EnrollmentRequest, now: datetime) -> list[dict]:
+    """One outbox row per protocol step, as plain dicts (bulk import inserts them in large batches)."""
+    tz = ZoneInfo(request.timezone)
+    quiet = QuietHours.parse(f"{clinic.quiet_start}-{clinic.quiet_end}")
+    rows = []
+    for step in protocol.steps:
+        planned = step_time(step, treated_at=request.treated_at, tz=tz)
+        fresh_until = planned + step.fresh_for
+        due = next_allowed(max(planned, now), tz=tz, quiet=quiet)
+        channel, skip_reason = _channel_for(step.channel, request)
+        if skip_reason is None and now > fresh_until:
+            skip_reason = "stale"
+        rows.append({
+            "kind": MessageKind.REMINDER, "step": step.id, "channel": channel, "template": step.template,
+            "is_checkin": step.checkin, "planned_at": planned, "due_at": due, "fresh_until": fresh_until,
+            "status": MessageStatus.SKIPPED if skip_reason else MessageStatus.SCHEDULED,
+            "skip_reason": skip_reason, "skipped_at": now if skip_reason else None,
+            "attempts": 0, "created_at": now, "updated_at": now,
+        })
+    return rows
+
+
+def _channel_for(channel: str, request: EnrollmentRequest) -> tuple[str, str | None]:
+    """The step's channel if the patient consented to it; SMS steps go by email for an email-only patient."""
+    email_ok = bool(request.email) and request.email_consent
+    if channel == Channel.SMS:
+        if request.sms_consent:
+            return Channel.SMS, None
+        return (Channel.EMAIL, None) if email_ok else (Channel.SMS, "no_consent")
+    return (Channel.EMAIL, None) if email_ok else (Channel.EMAIL, "no_email")
+
+
+def _count_messages(session: Session, enrollment_id: int) -> int:
+    query = select(ScheduledMessage.id).where(ScheduledMessage.enrollment_id == enrollment_id,
+                                              ScheduledMessage.status == MessageStatus.SCHEDULED)
+    return len(session.scalars(query).all())
+
+
+def get_enrollment(session: Session, enrollment_id: int) -> Enrollment:
+    enrollment = session.get(Enrollment, enrollment_id)
+    if enrollment is None:
+        raise NotFound(f"unknown enrollment {enrollment_id}")
+    return enrollment
+
+
+def pause(session: Session, enrollment_id: int, *, actor: str = "cli") -> Enrollment:
+    return _change_status(session, enrollment_id, EnrollmentStatus.PAUSED, allowed_from={EnrollmentStatus.ACTIVE},
+                          actor=actor)
+
+
+def resume(session: Session, enrollment_id: int, *, actor: str = "cli") -> Enrollment:
+    return _change_status(session, enrollment_id, EnrollmentStatus.ACTIVE, allowed_from={EnrollmentStatus.PAUSED},
+                          actor=actor)
+
+
+def cancel(session: Session, enrollment_id: int, *, actor: str = "cli") -> Enrollment:
+    enrollment = _change_status(session, enrollment_id, EnrollmentStatus.CANCELLED,
+                                allowed_from={EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED}, actor=actor)
+    now = utcnow()
+    session.execute(
+        update(ScheduledMessage)
+        .where(ScheduledMessage.enrollment_id == enrollment_id, ScheduledMessage.kind == MessageKind.REMINDER,
+               ScheduledMessage.status == MessageStatus.SCHEDULED)
+        .values(status=MessageStatus.CANCELLED, cancelled_at=now, updated_at=now)
+    )
+    return enrollment
+
+
+def _change_status(session: Session, enrollment_id: int, status: EnrollmentStatus, *, allowed_from: set[str],
+                   actor: str) -> Enrollment:
+    enrollment = get_enrollment(session, enrollment_id)
+    if enrollment.status == status:
+        return enrollment
+    if enrollment.status not in allowed_from:
+        raise AftercareError(f"enrollment {enrollment_id} is {enrollment.status}; cannot make it {status}")
+    previous = enrollment.status
+    enrollment.status = status
+    audit.record(session, actor=actor, action=f"enrollment.{status}", subject_type="enrollment",
+                 subject_id=enrollment_id, previous=previous)
+    return enrollment

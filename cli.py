@@ -1,0 +1,460 @@
+"""The `aftercare` command line: parse, call one service function, print. No business rules here."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+
+import click
+
+from aftercare.config import ConfigError
+from aftercare.errors import AftercareError
+from aftercare.output import emit, print_json
+
+
+class AftercareGroup(click.Group):
+    """Domain and configuration errors become one line on stderr and exit code 1 (no traceback)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (AftercareError, ConfigError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+
+def session_scope():
+    from aftercare.db import session_scope as scope
+
+    return scope()
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@click.group(cls=AftercareGroup)
+def main() -> None:
+    """Aftercare: post-treatment aftercare reminders and safety triage for aesthetic clinics."""
+
+
+# --- database -------------------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply the migrations (SQLite or PostgreSQL, from AFTERCARE_DATABASE_URL)."""
+    from aftercare.config import get_settings
+    from aftercare.db import get_engine
+    from aftercare.migrate import upgrade
+
+    get_engine()  # creates the embedded database folder when needed
+    upgrade(get_settings().effective_database_url, revision)
+    click.echo(f"database at {revision}")
+
+
+# --- clinics and on-call ----------------------------------------------------------------------------------
+@main.group()
+def clinic() -> None:
+    """Clinics."""
+
+
+@clinic.command("add")
+@click.option("--name", required=True)
+@click.option("--slug", required=True)
+@click.option("--timezone", required=True, help="IANA name, e.g. Asia/Jakarta")
+@click.option("--phone", required=True, help="The number patients call")
+@click.option("--sms-from", help="SMS sender number (defaults to AFTERCARE_TWILIO_FROM)")
+@click.option("--email-from", help="Email sender (defaults to AFTERCARE_EMAIL_FROM)")
+@click.option("--quiet-hours", default="21:00-08:00", show_default=True)
+@json_option
+def clinic_add(as_json: bool, **fields) -> None:
+    """Create a clinic."""
+    from aftercare.clinics import add_clinic
+    from aftercare.views import clinic_view
+
+    with session_scope() as session:
+        data = clinic_view(add_clinic(session, **fields))
+    emit(data, as_json=as_json, title="clinic added")
+
+
+@clinic.command("list")
+@json_option
+def clinic_list(as_json: bool) -> None:
+    """List clinics."""
+    from aftercare.clinics import list_clinics
+    from aftercare.views import clinic_view
+
+    with session_scope() as session:
+        rows = [clinic_view(c) for c in list_clinics(session)]
+    emit(rows, as_json=as_json, columns=["id", "slug", "name", "timezone", "phone", "quiet_hours"], title="clinics")
+
+
+@main.group()
+def oncall() -> None:
+    """A clinic's on-call list (paged in order)."""
+
+
+@oncall.command("add")
+@click.option("--clinic", "clinic_slug", required=True)
+@click.option("--name", required=True)
+@click.option("--phone", required=True)
+@click.option("--email")
+@json_option
+def oncall_add(as_json: bool, **fields) -> None:
+    """Add a clinician to the end of the on-call list."""
+    from aftercare.clinics import add_oncall
+    from aftercare.views import staff_view
+
+    with session_scope() as session:
+        data = staff_view(add_oncall(session, **fields))
+    emit(data, as_json=as_json, title="on-call added")
+
+
+@oncall.command("list")
+@click.option("--clinic", "clinic_slug", required=True)
+@json_option
+def oncall_list(clinic_slug: str, as_json: bool) -> None:
+    """Show the on-call list in paging order."""
+    from aftercare.clinics import get_clinic, oncall_list
+    from aftercare.views import staff_view
+
+    with session_scope() as session:
+        rows = [staff_view(s) for s in oncall_list(session, get_clinic(session, clinic_slug).id)]
+    emit(rows, as_json=as_json, columns=["position", "id", "name", "phone", "email"], title="on-call")
+
+
+# --- enrollment and schedule ---------------------------------------------------------------------------
+@main.command()
+@click.option("--clinic", "clinic_slug", required=True)
+@click.option("--first-name", required=True)
+@click.option("--phone", required=True)
+@click.option("--email")
+@click.option("--timezone", help="IANA name; default: the clinic's")
+@click.option("--language", type=click.Choice(["en", "id"]), default="en", show_default=True)
+@click.option("--treatment", required=True, help="See `aftercare protocols list`")
+@click.option("--treated-at", required=True, help="ISO 8601 with offset, e.g. 2026-11-25T14:30:00+07:00")
+@click.option("--sms-consent/--no-sms-consent", default=True, show_default=True)
+@click.option("--email-consent/--no-email-consent", default=True, show_default=True)
+@json_option
+def enroll(as_json: bool, treated_at: str, **fields) -> None:
+    """Enroll a patient after a session: writes the care protocol's whole schedule."""
+    from aftercare.contact import parse_treated_at
+    from aftercare.schedule.enrollment import enroll as enroll_patient
+
+    when = parse_treated_at(treated_at)
+    with session_scope() as session:
+        data = enroll_patient(session, treated_at=when, **fields).to_dict()
+    emit(data, as_json=as_json, title="enrolled" if data["created"] else "already enrolled (nothing changed)")
+
+
+@main.group()
+def schedule() -> None:
+    """Scheduled messages."""
+
+
+@schedule.command("list")
+@click.option("--enrollment", "enrollment_id", type=int)
+@click.option("--status", type=click.Choice(["scheduled", "claimed", "sent", "delivered", "failed", "cancelled",
+                                             "skipped"]))
+@click.option("--limit", type=click.IntRange(min=1), default=None)
+@json_option
+def schedule_list(enrollment_id: int | None, status: str | None, limit: int | None, as_json: bool) -> None:
+    """List scheduled messages (due times in UTC)."""
+    from aftercare.views import list_messages, message_view
+
+    with session_scope() as session:
+        rows = [message_view(m) for m in list_messages(session, enrollment_id=enrollment_id, status=status,
+                                                        limit=limit)]
+    emit(rows, as_json=as_json, columns=["id", "enrollment_id", "step", "channel", "due_at", "status", "reason"],
+         title="schedule")
+
+
+def _enrollment_action(name: str, help_text: str):
+    @schedule.command(name, help=help_text)
+    @click.argument("enrollment_id", type=int)
+    @json_option
+    def command(enrollment_id: int, as_json: bool) -> None:
+        from aftercare.schedule import enrollment as service
+        from aftercare.views import enrollment_view
+
+        with session_scope() as session:
+            data = enrollment_view(getattr(service, name)(session, enrollment_id))
+        emit(data, as_json=as_json, title=f"enrollment {enrollment_id}")
+
+    return command
+
+
+_enrollment_action("pause", "Hold an enrollment's reminders until resumed.")
+_enrollment_action("resume", "Resume a paused enrollment (stale reminders are skipped, fresh ones go out).")
+_enrollment_action("cancel", "Cancel an enrollment: its remaining reminders are cancelled.")
+
+
+@main.group()
+def patient() -> None:
+    """Patients."""
+
+
+@patient.command("show")
+@click.argument("patient_id", type=int)
+@json_option
+def patient_show(patient_id: int, as_json: bool) -> None:
+    """A patient's timeline: what was sent when, on which channel, with which outcome, and their replies."""
+    from aftercare.views import patient_timeline
+
+    with session_scope() as session:
+        data = patient_timeline(session, patient_id)
+    if as_json:
+        print_json(data)
+        return
+    emit(data["patient"], as_json=False, title=f"patient {patient_id}")
+    emit(data["enrollments"], as_json=False, columns=["id", "treatment", "treated_at", "status"], title="enrollments")
+    emit(data["timeline"], as_json=False, columns=["at", "direction", "step", "channel", "status", "reason", "level"],
+         title="timeline")
+
+
+# --- delivery ---------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--once", is_flag=True, required=True, help="One claim-and-deliver cycle in this process.")
+@json_option
+def dispatch(once: bool, as_json: bool) -> None:
+    """Send what is due now, in this process (no broker needed)."""
+    from aftercare.schedule.tick import dispatch_once
+
+    result = dispatch_once()
+    data = {"claimed": result["claimed"], "sent": result["sent"], "failed": result["failed"]}
+    emit(data if as_json else result, as_json=as_json, title="dispatch")
+
+
+@main.command()
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@json_option
+def outbox(limit: int, as_json: bool) -> None:
+    """What the console channel "sent" (local runs)."""
+    from aftercare.channels.console import read_outbox
+    from aftercare.config import get_settings
+
+    rows = [{k: r.get(k) for k in ("to", "channel", "body", "sent_at")} for r in read_outbox(get_settings())]
+    emit(rows[-limit:], as_json=as_json, columns=["sent_at", "channel", "to", "body"], title="outbox")
+
+
+# --- protocols --------------------------------------------------------------------------------------------
+@main.group()
+def protocols() -> None:
+    """Care protocols (one YAML file per treatment)."""
+
+
+@protocols.command("list")
+@json_option
+def protocols_list(as_json: bool) -> None:
+    from aftercare.protocols import list_protocols
+
+    rows = [{"key": p.key, "name": p.name, "version": p.version, "steps": len(p.steps),
+             "last_step_day": _last_day(p)} for p in list_protocols()]
+    emit(rows, as_json=as_json, columns=["key", "name", "version", "steps", "last_step_day"], title="protocols")
+
+
+def _last_day(protocol) -> int:
+    from datetime import UTC
+    from zoneinfo import ZoneInfo
+
+    from aftercare.schedule.planner import step_time
+
+    start = datetime(2026, 1, 5, 10, tzinfo=UTC)
+    return max((step_time(s, treated_at=start, tz=ZoneInfo("UTC")) - start).days for s in protocol.steps)
+
+
+@protocols.command("show")
+@click.argument("key")
+@click.option("--language", type=click.Choice(["en", "id"]), default="en", show_default=True)
+@json_option
+def protocols_show(key: str, language: str, as_json: bool) -> None:
+    from aftercare.errors import InputError
+    from aftercare.protocols import ProtocolError, load_protocol, render
+
+    try:
+        protocol = load_protocol(key)
+    except ProtocolError as exc:
+        raise InputError(str(exc)) from None
+    sample = {"first_name": "Ayu", "clinic_name": "Your Clinic", "clinic_phone": "+6281234567890"}
+    rows = [{"step": s.id, "when": _describe_when(s.when), "channel": s.channel, "template": s.template,
+             "fresh_for": str(s.fresh_for), "checkin": s.checkin, "text": render(s.template, language, **sample)}
+            for s in protocol.steps]
+    if as_json:
+        print_json({"key": protocol.key, "name": protocol.name, "version": protocol.version, "steps": rows})
+    else:
+        emit(rows, as_json=False, columns=["step", "when", "channel", "checkin", "text"],
+             title=f"{protocol.name} (v{protocol.version})")
+
+
+def _describe_when(when) -> str:
+    if hasattr(when, "offset"):
+        return f"{when.offset} after"
+    return f"day {when.day} at {when.at.strftime('%H:%M')}"
+
+
+@protocols.command("validate")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@json_option
+def protocols_validate(path: str, as_json: bool) -> None:
+    """Check a protocol file; errors name the file, the step and the field."""
+    from aftercare.errors import InputError
+    from aftercare.protocols import ProtocolError, load_protocol_file
+
+    try:
+        protocol = load_protocol_file(path)
+    except ProtocolError as exc:
+        raise InputError(str(exc)) from None
+    emit({"valid": True, "key": protocol.key, "version": protocol.version, "steps": len(protocol.steps)},
+         as_json=as_json, title=path)
+
+
+# --- replies, triage and escalations ----------------------------------------------------------------------
+@main.command()
+@click.argument("text", required=False)
+@click.option("--lang", type=click.Choice(["en", "id"]), default="en", show_default=True)
+@click.option("--jsonl", is_flag=True, help='Batch: read {"text", "lang"} lines on stdin, write one result per line.')
+@json_option
+def triage(text: str | None, lang: str, jsonl: bool, as_json: bool) -> None:
+    """Triage a patient's reply: emergency, urgent, routine or ok, with the signs found."""
+    from aftercare.triage import triage as run_triage
+
+    if jsonl:
+        _triage_lines(run_triage)
+        return
+    if text is None:
+        raise click.UsageError("give TEXT, or --jsonl to read JSON lines from stdin")
+    result = run_triage(text, lang)
+    emit(result.to_dict(), as_json=as_json, title="triage")
+
+
+def _triage_lines(run_triage) -> None:
+    import json
+
+    from aftercare.errors import InputError
+
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            text, lang = item["text"], item.get("lang") or "en"
+            if not isinstance(text, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise InputError(f"line {number}: expected a JSON object with a string field 'text'") from None
+        result = run_triage(text, lang)
+        sys.stdout.write(json.dumps({"level": result.level.value, "signs": list(result.signs)}) + "\n")
+
+
+@main.command()
+@click.option("--from", "from_number", required=True, help="The patient's (or clinician's) phone number")
+@click.option("--to", "to_number", default=None, help="The clinic number the text was sent to")
+@click.argument("text")
+@json_option
+def reply(from_number: str, to_number: str | None, text: str, as_json: bool) -> None:
+    """Feed a text through exactly the webhook's code path (local runs, support)."""
+    import uuid
+
+    from aftercare.inbound.handling import handle_inbound_sms
+
+    with session_scope() as session:
+        outcome = handle_inbound_sms(session, sid=f"LOCAL{uuid.uuid4().hex}", from_number=from_number,
+                                     to_number=to_number, body=text)
+    emit(outcome.to_dict(), as_json=as_json, title="reply handled")
+
+
+@main.group()
+def escalations() -> None:
+    """Escalations raised by dangerous replies."""
+
+
+@escalations.command("list")
+@click.option("--open", "open_only", is_flag=True, help="Only escalations nobody has acknowledged yet.")
+@json_option
+def escalations_list(open_only: bool, as_json: bool) -> None:
+    from aftercare.escalation.service import list_escalations
+    from aftercare.escalation.views import escalation_view
+
+    with session_scope() as session:
+        rows = [escalation_view(e) for e in list_escalations(session, open_only=open_only)]
+    emit(rows, as_json=as_json, columns=["id", "level", "status", "patient_id", "first_name", "opened_at",
+                                         "acknowledged_at", "signs"], title="escalations")
+
+
+@escalations.command("show")
+@click.argument("escalation_id", type=int)
+@json_option
+def escalations_show(escalation_id: int, as_json: bool) -> None:
+    from aftercare.escalation.views import escalation_detail
+
+    with session_scope() as session:
+        data = escalation_detail(session, escalation_id)
+    if as_json:
+        print_json(data)
+        return
+    emit({k: v for k, v in data.items() if k not in ("audit", "pages", "replies")}, as_json=False,
+         title=f"escalation {escalation_id}")
+    emit(data["audit"], as_json=False, columns=["at", "actor", "action", "details"], title="audit log")
+
+
+@escalations.command("ack")
+@click.argument("escalation_id", type=int)
+@click.option("--by", "by", required=True, help="Who is taking it")
+@json_option
+def escalations_ack(escalation_id: int, by: str, as_json: bool) -> None:
+    from aftercare.contact import check_name
+    from aftercare.escalation.service import acknowledge, get_escalation
+    from aftercare.escalation.views import escalation_view
+
+    with session_scope() as session:
+        data = escalation_view(acknowledge(session, get_escalation(session, escalation_id),
+                                           by=check_name(by, field="--by", max_length=200)))
+    emit(data, as_json=as_json, title=f"escalation {escalation_id} acknowledged")
+
+
+@escalations.command("resolve")
+@click.argument("escalation_id", type=int)
+@click.option("--by", "by", required=True)
+@click.option("--note", required=True)
+@json_option
+def escalations_resolve(escalation_id: int, by: str, note: str, as_json: bool) -> None:
+    from aftercare.contact import check_name
+    from aftercare.escalation.service import get_escalation, resolve
+    from aftercare.escalation.views import escalation_view
+
+    with session_scope() as session:
+        data = escalation_view(resolve(session, get_escalation(session, escalation_id),
+                                       by=check_name(by, field="--by", max_length=200),
+                                       note=check_name(note, field="--note", max_length=4000)))
+    emit(data, as_json=as_json, title=f"escalation {escalation_id} resolved")
+
+
+@main.command()
+@click.option("--host", default=None, help="Default: AFTERCARE_WEB_HOST")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Default: AFTERCARE_WEB_PORT")
+@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True)
+def web(host: str | None, port: int | None, threads: int) -> None:
+    """Serve the Twilio webhooks and /healthz (waitress, a production WSGI server)."""
+    from aftercare.config import get_settings
+    from aftercare.inbound.server import serve
+
+    settings = get_settings()
+    serve(host=host or settings.web_host, port=port or settings.web_port, threads=threads)
+
+
+# --- running ----------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--demo/--no-demo", default=False, help="Create a demo clinic and patient so reminders flow at once.")
+def run(demo: bool) -> None:
+    """Web, worker and beat together on embedded defaults (SQLite, filesystem broker, console channel)."""
+    from aftercare.embedded import run_embedded
+
+    run_embedded(demo=demo)
+
+
+if __name__ == "__main__":
+    main()
