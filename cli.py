@@ -312,6 +312,51 @@ def protocols_validate(path: str, as_json: bool) -> None:
          as_json=as_json, title=path)
 
 
+@main.command("import")
+@click.argument("csv_path", metavar="CSV", type=click.Path(dir_okay=False))
+@click.option("--clinic", "clinic_slug", required=True)
+@click.option("--dry-run", is_flag=True, help="Validate and count; write nothing but the reject file.")
+@json_option
+def import_patients(csv_path: str, clinic_slug: str, dry_run: bool, as_json: bool) -> None:
+    """Import patient sessions from a CSV (columns: see README). Bad rows go to CSV.rejects.csv."""
+    from pathlib import Path
+
+    from aftercare.importer import import_csv
+
+    show_progress = sys.stdout.isatty() and not as_json
+    with session_scope() as session, _progress(show_progress) as progress:
+        report = import_csv(session, Path(csv_path), clinic_slug=clinic_slug, dry_run=dry_run, progress=progress)
+    data = report.to_dict()
+    if as_json:
+        print_json(data)
+        return
+    if report.reject_file:
+        click.echo(f"rejected rows and reasons: {report.reject_file}")
+    verb = "would import" if dry_run else "imported"
+    click.echo(f"{verb}: {report.imported}  already present: {report.already_present}  rejected: {report.rejected}")
+
+
+class _progress:
+    """A rich progress bar on a terminal; nothing when piped or with --json."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.progress import Progress
+
+        self.bar = Progress(transient=True)
+        self.bar.start()
+        task = self.bar.add_task("importing rows", total=None)
+        return lambda rows: self.bar.update(task, completed=rows)
+
+    def __exit__(self, *exc_info) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
 # --- replies, triage and escalations ----------------------------------------------------------------------
 @main.command()
 @click.argument("text", required=False)

@@ -9,8 +9,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from aftercare.protocols.model import (
     CHANNELS,
     After,
@@ -22,6 +20,7 @@ from aftercare.protocols.model import (
     When,
     parse_duration,
     parse_wall_time,
+    read_yaml,
 )
 from aftercare.protocols.templates import EmailTemplate, TemplateCatalog, default_catalog
 
@@ -59,7 +58,7 @@ def list_protocols() -> list[Protocol]:
 def load_protocol_file(path: Path | str, *, catalog: TemplateCatalog | None = None) -> Protocol:
     """Load and validate one protocol file; every step's template must exist in every language."""
     path = Path(path)
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     where = path.name
     if not isinstance(raw, dict):
         raise ProtocolError(f"{where}: expected a mapping with fields key, name, version and steps")
@@ -71,15 +70,6 @@ def load_protocol_file(path: Path | str, *, catalog: TemplateCatalog | None = No
     version = _field(where, raw, "version", _positive_int)
     steps = _parse_steps(where, raw["steps"], catalog or default_catalog())
     return Protocol(key=key, name=name, version=version, steps=steps, source=path)
-
-
-def _read_yaml(path: Path) -> object:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProtocolError(f"{path.name}: file not found at {path}") from None
-    except yaml.YAMLError as exc:
-        raise ProtocolError(f"{path.name}: not valid YAML: {exc}") from None
 
 
 def _parse_steps(where: str, raw: object, catalog: TemplateCatalog) -> tuple[Step, ...]:
@@ -134,11 +124,13 @@ def _field(where: str, raw: dict[str, Any], name: str, parse: Callable[[Any], T]
 
 
 def _check_fields(where: str, raw: dict[str, Any], *, required: set[str], optional: set[str] | None = None) -> None:
-    optional = optional or set()
-    for name in sorted(required - raw.keys()):
-        raise ProtocolError(f"{where}: field '{name}': missing")
-    for name in sorted(str(key) for key in raw.keys() - required - optional):
-        raise ProtocolError(f"{where}: field '{name}': unknown field; allowed: {_listed(required | optional)}")
+    missing = sorted(required - raw.keys())
+    if missing:
+        raise ProtocolError(f"{where}: field '{missing[0]}': missing")
+    unknown = sorted(str(key) for key in raw.keys() - required - (optional or set()))
+    if unknown:
+        allowed = _listed(required | (optional or set()))
+        raise ProtocolError(f"{where}: field '{unknown[0]}': unknown field; allowed: {allowed}")
 
 
 def _listed(names: set[str] | frozenset[str]) -> str:
@@ -186,7 +178,7 @@ def _non_negative_int(value: object) -> int:
 
 
 def _positive_duration(value: object) -> timedelta:
-    duration = parse_duration(value)  # type: ignore[arg-type]
+    duration = parse_duration(value)
     if not duration:
         raise ValueError("expected a duration longer than zero")
     return duration

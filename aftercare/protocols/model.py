@@ -1,4 +1,5 @@
-"""What a care protocol is once loaded: steps with a time rule, a channel and a template key."""
+"""What a care protocol is once loaded (steps with a time rule, a channel and a template key), and the parsing
+helpers the protocol and template loaders share."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Literal
+
+import yaml
 
 StepChannel = Literal["sms", "email"]
 CHANNELS: tuple[StepChannel, ...] = ("sms", "email")
@@ -64,7 +67,7 @@ class Protocol:
         raise ProtocolError(f"{self.key}: no step '{step_id}' in version {self.version}")
 
 
-def parse_duration(text: str) -> timedelta:
+def parse_duration(text: object) -> timedelta:
     """'90m', '2h', '3d' -> timedelta; one unit only, so a clinician cannot misread '1d12h' as 1.12 days."""
     match = _DURATION.match(text.strip()) if isinstance(text, str) else None
     if not match:
@@ -72,9 +75,18 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
-def parse_wall_time(text: str) -> time:
+def parse_wall_time(text: object) -> time:
     # YAML reads an unquoted 09:00 as the number 540 (base 60), hence the hint to quote it.
     match = _WALL_TIME.match(text.strip()) if isinstance(text, str) else None
     if not match:
         raise ValueError(f'bad time {text!r}; use a quoted 24-hour "HH:MM", like "09:00"')
     return time(int(match.group(1)), int(match.group(2)))
+
+
+def read_yaml(path: Path) -> object:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProtocolError(f"{path.name}: file not found at {path}") from None
+    except yaml.YAMLError as exc:
+        raise ProtocolError(f"{path.name}: not valid YAML: {exc}") from None

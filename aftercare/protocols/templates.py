@@ -9,9 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import yaml
-
-from aftercare.protocols.model import ProtocolError
+from aftercare.protocols.model import ProtocolError, read_yaml
 
 LANGUAGES: tuple[str, ...] = ("en", "id")
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -186,19 +184,10 @@ def _check_kinds(catalog: TemplateCatalog) -> None:
 
 
 def _load_language(path: Path) -> dict[str, Template]:
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ProtocolError(f"{path.name}: expected a mapping of template key -> text")
     return {str(key): _parse_template(path.name, str(key), value) for key, value in raw.items()}
-
-
-def _read_yaml(path: Path) -> object:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProtocolError(f"{path.name}: file not found at {path}") from None
-    except yaml.YAMLError as exc:
-        raise ProtocolError(f"{path.name}: not valid YAML: {exc}") from None
 
 
 def _parse_template(filename: str, key: str, value: object) -> Template:

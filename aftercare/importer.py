@@ -1,0 +1,243 @@
+"""Bulk import: one CSV row per patient session, validated row by row, written in large batches.
+
+Good rows are imported in batches with bulk inserts (patients, enrollments and their whole schedules);
+bad rows go to a reject file next to the input, with the reason. Re-running the same file changes
+nothing: patients are keyed by (clinic, phone) and enrollments by (patient, treatment, time).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from aftercare import audit
+from aftercare.clinics import get_clinic
+from aftercare.contact import parse_treated_at
+from aftercare.errors import AftercareError, InputError
+from aftercare.models import Clinic, Enrollment, Patient, ScheduledMessage, utcnow
+from aftercare.protocols import load_protocol
+from aftercare.schedule.enrollment import EnrollmentRequest, plan_messages, validate_request
+
+COLUMNS = ("first_name", "phone", "email", "timezone", "language", "treatment", "treated_at", "sms_consent",
+           "email_consent")
+REQUIRED = ("first_name", "phone", "treatment", "treated_at")
+BATCH_SIZE = 2000
+_TRUE = {"", "1", "true", "yes", "y", "ya"}
+_FALSE = {"0", "false", "no", "n", "tidak"}
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    already_present: int = 0
+    rejected: int = 0
+    reject_file: str | None = None
+    dry_run: bool = False
+    rows: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"imported": self.imported, "already_present": self.already_present, "rejected": self.rejected,
+                "reject_file": self.reject_file, "dry_run": self.dry_run}
+
+
+@dataclass
+class _Batch:
+    requests: list[tuple[int, EnrollmentRequest]] = field(default_factory=list)
+
+
+def import_csv(session: Session, path: Path, *, clinic_slug: str, dry_run: bool = False,
+               progress: Callable[[int], None] | None = None, now: datetime | None = None) -> ImportReport:
+    clinic = get_clinic(session, clinic_slug)
+    now = now or utcnow()
+    report = ImportReport(dry_run=dry_run)
+    reject_path = path.with_name(path.stem + ".rejects.csv")
+    with _open_csv(path) as (reader, header), _Rejects(reject_path, header) as rejects:
+        batch: list[tuple[int, EnrollmentRequest]] = []
+        for line, row in reader:
+            report.rows += 1
+            try:
+                batch.append((line, _validate_row(clinic, row)))
+            except InputError as exc:
+                rejects.write(line, row, str(exc))
+            if len(batch) >= BATCH_SIZE:
+                _flush(session, clinic, batch, report, dry_run=dry_run, now=now)
+                batch = []
+            if progress and report.rows % 500 == 0:
+                progress(report.rows)
+        _flush(session, clinic, batch, report, dry_run=dry_run, now=now)
+        report.rejected = rejects.count
+    report.reject_file = str(reject_path) if report.rejected else None
+    if progress:
+        progress(report.rows)
+    if not dry_run:
+        audit.record(session, actor="import", action="import.completed", subject_type="clinic", subject_id=clinic.id,
+                     file=path.name, **{k: v for k, v in report.to_dict().items() if k != "reject_file"})
+        session.commit()
+    return report
+
+
+class _open_csv:
+    """The CSV as (line number, row) pairs; undecodable bytes are kept as surrogates so the row is rejected,
+    not the whole file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> tuple[Iterator[tuple[int, dict[str, str]]], list[str]]:
+        try:
+            self.handle = open(self.path, newline="", encoding="utf-8-sig", errors="surrogateescape")  # noqa: SIM115
+        except OSError as exc:
+            raise InputError(f"cannot read {self.path}: {exc.strerror}") from None
+        reader = csv.DictReader(self.handle)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            self.handle.close()
+            raise InputError(f"{self.path.name}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
+        reader.fieldnames = header
+        return ((reader.line_num, row) for row in reader), header
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.handle.close()
+
+
+class _Rejects:
+    """The reject file is written only if some row is rejected."""
+
+    def __init__(self, path: Path, header: list[str] | None) -> None:
+        self.path, self.count, self.writer, self.handle = path, 0, None, None
+
+    def __enter__(self) -> _Rejects:
+        if self.path.exists():
+            self.path.unlink()
+        return self
+
+    def write(self, line: int, row: dict[str, Any], reason: str) -> None:
+        if self.writer is None:
+            self.handle = open(self.path, "w", newline="", encoding="utf-8", errors="replace")  # noqa: SIM115
+            self.writer = csv.writer(self.handle)
+            self.writer.writerow(["line", "reason", *COLUMNS])
+        self.count += 1
+        values = [_printable(row.get(c)) for c in COLUMNS]
+        self.writer.writerow([line, reason, *values])
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.handle:
+            self.handle.close()
+
+
+def _printable(value: object) -> str:
+    text = "" if value is None else str(value)
+    return text.encode("utf-8", "replace").decode("utf-8")[:200]
+
+
+def _validate_row(clinic: Clinic, row: dict[str, Any]) -> EnrollmentRequest:
+    if None in row:
+        raise InputError("too many fields in this row")
+    for key, value in row.items():
+        if isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value):
+            raise InputError(f"{key}: not valid UTF-8")
+    get = lambda name: (row.get(name) or "").strip()  # noqa: E731
+    if len(get("treated_at")) > 64:
+        raise InputError("treated_at: too long")
+    try:
+        return validate_request(
+            clinic, first_name=get("first_name"), phone=get("phone"), email=get("email") or None,
+            timezone=get("timezone") or None, language=get("language") or "en", treatment=get("treatment"),
+            treated_at=parse_treated_at(get("treated_at")), sms_consent=_flag(get("sms_consent"), "sms_consent"),
+            email_consent=_flag(get("email_consent"), "email_consent"))
+    except AftercareError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _flag(value: str, name: str) -> bool:
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise InputError(f"{name}: expected true/false, got {value[:20]!r}")
+
+
+def _flush(session: Session, clinic: Clinic, batch: list[tuple[int, EnrollmentRequest]], report: ImportReport, *,
+           dry_run: bool, now: datetime) -> None:
+    if not batch:
+        return
+    unique: dict[tuple, EnrollmentRequest] = {}
+    for _, request in batch:
+        unique.setdefault((request.phone, request.treatment, request.treated_at), request)
+    duplicates_in_file = len(batch) - len(unique)
+    if dry_run:
+        existing = _existing_sessions(session, clinic, list(unique))
+        report.already_present += duplicates_in_file + len(existing)
+        report.imported += len(unique) - len(existing)
+        return
+    patient_ids = _upsert_patients(session, clinic, list(unique.values()))
+    created = _insert_enrollments(session, clinic, unique, patient_ids)
+    _insert_messages(session, clinic, created, unique, now)
+    session.commit()
+    report.imported += len(created)
+    report.already_present += len(batch) - len(created)
+
+
+def _insert(session: Session, table: Table):
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _upsert_patients(session: Session, clinic: Clinic, requests: list[EnrollmentRequest]) -> dict[str, int]:
+    rows = {}
+    for r in requests:
+        rows.setdefault(r.phone, {"clinic_id": clinic.id, "phone": r.phone, "first_name": r.first_name,
+                                  "email": r.email, "timezone": r.timezone, "language": r.language,
+                                  "sms_consent": r.sms_consent, "email_consent": r.email_consent,
+                                  "created_at": utcnow()})
+    statement = _insert(session, Patient.__table__).on_conflict_do_nothing(index_elements=["clinic_id", "phone"])
+    session.execute(statement, list(rows.values()))
+    found = session.execute(select(Patient.phone, Patient.id).where(Patient.clinic_id == clinic.id,
+                                                                    Patient.phone.in_(list(rows))))
+    return dict(found.all())
+
+
+def _existing_sessions(session: Session, clinic: Clinic, keys: list[tuple]) -> set[tuple]:
+    phones = list({k[0] for k in keys})
+    query = (select(Patient.phone, Enrollment.treatment, Enrollment.treated_at).join(Enrollment)
+             .where(Patient.clinic_id == clinic.id, Patient.phone.in_(phones)))
+    present = {(p, t, at) for p, t, at in session.execute(query)}
+    return {k for k in keys if k in present}
+
+
+def _insert_enrollments(session: Session, clinic: Clinic, unique: dict[tuple, EnrollmentRequest],
+                        patient_ids: dict[str, int]) -> dict[int, tuple]:
+    """Insert the sessions not yet present; returns {new enrollment id: session key}."""
+    by_patient = {(patient_ids[phone], treatment, at): (phone, treatment, at) for phone, treatment, at in unique}
+    rows = [{"patient_id": pid, "clinic_id": clinic.id, "treatment": treatment,
+             "protocol_version": load_protocol(treatment).version, "treated_at": at, "status": "active",
+             "created_at": utcnow(), "updated_at": utcnow()} for pid, treatment, at in by_patient]
+    table = Enrollment.__table__
+    statement = (_insert(session, table).on_conflict_do_nothing(index_elements=["patient_id", "treatment", "treated_at"])
+                 .returning(table.c.id, table.c.patient_id, table.c.treatment, table.c.treated_at))
+    created = session.execute(statement, rows, execution_options={"insertmanyvalues_page_size": 1000}).all()
+    return {row.id: by_patient[(row.patient_id, row.treatment, row.treated_at)] for row in created}
+
+
+def _insert_messages(session: Session, clinic: Clinic, created: dict[int, tuple],
+                     unique: dict[tuple, EnrollmentRequest], now: datetime) -> None:
+    rows: list[dict] = []
+    for enrollment_id, key in created.items():
+        request = unique[key]
+        for row in plan_messages(load_protocol(request.treatment), clinic=clinic, request=request, now=now):
+            row["enrollment_id"] = enrollment_id
+            rows.append(row)
+    if rows:
+        session.execute(ScheduledMessage.__table__.insert(), rows)
+
+
