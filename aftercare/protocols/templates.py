@@ -33,6 +33,7 @@ SERVICE_SMS = (
     "reply.routine",
     "safety.emergency",
     "safety.urgent",
+    "unknown.safety",
     "page.sms",
 )
 SERVICE_EMAIL = ("page.email",)

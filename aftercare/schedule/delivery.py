@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from aftercare.channels import get_channel
 from aftercare.channels.base import DeliveryError, OutgoingMessage
-from aftercare.channels.ratelimit import get_rate_limiter
+from aftercare.channels.ratelimit import get_rate_limiter, sender_key
 from aftercare.config import Settings, get_settings
 from aftercare.db import session_factory
 from aftercare.models import (
@@ -179,16 +179,14 @@ def _update_claimed(row_id: int, token: str, values: dict) -> bool:
 
 def send_one(row_id: int, message: OutgoingMessage, *, token: str, settings: Settings) -> str:
     """Send one message and record what happened. Returns the outcome name for counting."""
-    channel = get_channel(message.channel, settings)
-    if message.channel == Channel.SMS:
-        get_rate_limiter(settings).acquire(message.sender or settings.twilio_from or "default",
-                                           settings.sms_rate_per_second)
     try:
-        receipt = channel.send(message)
+        if message.channel == Channel.SMS:
+            get_rate_limiter(settings).acquire(sender_key(message, settings), settings.sms_rate_per_second)
+        receipt = get_channel(message.channel, settings).send(message)
     except DeliveryError as error:
         return _record_failure(row_id, message, error, token=token, settings=settings)
-    except Exception:  # a bug in a channel must not leave the row claimed until its lease ends
-        log.exception("unexpected error sending message %s", row_id)
+    except Exception as exc:  # a bug or an outage (e.g. Redis for the rate limit) must not strand the claim
+        log.error("unexpected %s sending message %s", type(exc).__name__, row_id)
         return _record_failure(row_id, message, DeliveryError("unexpected error", permanent=False), token=token,
                                settings=settings)
     now = utcnow()

@@ -1,0 +1,235 @@
+"""Loads the triage lexicons (data a clinician can edit) once, validates them and builds the phrase matcher.
+
+`signs.yaml` says what each sign means (level, group, label, rules); one file per language (`en.yaml`,
+`id.yaml`) says how patients write it, plus the cue words for negation, hypotheticals, third parties and
+the rest. Both languages are always loaded together: replies mix them ("kak my lip kok jadi pucat").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aftercare.triage.levels import TriageLevel
+from aftercare.triage.matcher import Entry, PhraseMatcher
+from aftercare.triage.phrases import PhraseCompiler, PhraseError
+from aftercare.triage.text import fold
+
+LEXICON_DIR = Path(__file__).parent / "lexicons"
+LANGUAGES: tuple[str, ...] = ("en", "id")
+
+TRIGGER_KINDS = frozenset({
+    "negation",  # "no", "nothing", "gak": the sign is absent
+    "negation_gone",  # "no longer", "udah gak": the sign was there and has gone
+    "negation_both",  # "ga ada" works before or after the sign: "ga ada nanah", "nanahnya ga ada"
+    "negation_post",  # "... is fine", "... free": absent, said after the sign
+    "gone_if_negated",  # "anymore", "lagi": turns a negated sign into a sign that has gone
+    "recovered",  # "went away", "back to normal", "udah normal lagi"
+    "passed",  # "for an hour": gone again, when the clause is in the past tense
+    "passed_brief",  # "briefly", "sempet", "sebentar": gone again by the meaning of the word
+    "pseudo",  # looks like a cue but is not: "not sure", "hasn't gone away", "gak ilang"
+    "hypothetical",  # "what if", "kalau nanti", "signs to watch for"
+    "third_party",  # "my friend", "temen aku"
+})
+MARK_KINDS = ("positive", "question", "harmless", "hedge", "past", "persist")
+STRUCTURAL_CLASSES = ("clause_break", "scope_stop", "first_person", "list_link", "or_words", "location_prep",
+                      "body_part")
+_NEGATIONS = ("negation", "negation_gone", "negation_both")
+_SIGN_FIELDS = {"level", "group", "label", "explainable", "bruise_colour", "rules"}
+_RULE_FIELDS = {"level", "context", "without", "day_at_most", "day_at_least"}
+
+
+class LexiconError(ValueError):
+    """A lexicon file that cannot be used; the message names the file, the section and the entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A level that replaces a sign's usual level when every condition given holds."""
+
+    level: TriageLevel
+    context: str = ""
+    without: str = ""
+    day_at_most: int | None = None
+    day_at_least: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignInfo:
+    id: str
+    level: TriageLevel
+    group: str
+    label: str
+    explainable: bool = False  # a harmless cause can explain it ("the white was my concealer")
+    bruise_colour: bool = False  # a bruise in the same breath explains it ("bruise, a bit blue")
+    rules: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Words:
+    """Single-word classes the context rules work with."""
+
+    clause_break: frozenset[str]
+    scope_stop: frozenset[str]
+    first_person: frozenset[str]
+    list_link: frozenset[str]
+    or_words: frozenset[str]
+    location_prep: frozenset[str]
+    body_part: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Lexicon:
+    matcher: PhraseMatcher
+    signs: Mapping[str, SignInfo]
+    groups: Mapping[str, str]
+    words: Words
+    positive_emoji: frozenset[str]
+    numbers: Mapping[str, int]
+
+
+@cache
+def load_lexicon() -> Lexicon:
+    return load_lexicon_files(LEXICON_DIR / "signs.yaml", [LEXICON_DIR / f"{lang}.yaml" for lang in LANGUAGES])
+
+
+def load_lexicon_files(signs_path: Path, language_paths: list[Path]) -> Lexicon:
+    meta = _read(signs_path)
+    groups = _mapping(signs_path.name, "groups", meta.get("groups"))
+    signs = {sign_id: _sign_info(signs_path.name, sign_id, raw, groups)
+             for sign_id, raw in _mapping(signs_path.name, "signs", meta.get("signs")).items()}
+    languages = [(path.name, _read(path)) for path in language_paths]
+    classes = _merged_classes(languages)
+    numbers = {fold(str(word)): int(value) for _, raw in languages for word, value in (raw.get("numbers") or {}).items()}
+    words = Words(**{name: frozenset(classes.get(name, ())) for name in STRUCTURAL_CLASSES})
+    compiler = PhraseCompiler(classes, numbers, _gap_stops(languages, words))
+    entries = [entry for where, raw in languages for entry in _entries(where, raw, compiler, signs)]
+    emoji = frozenset(str(meta.get("positive_emoji", "")).replace(" ", ""))
+    return Lexicon(matcher=PhraseMatcher(entries), signs=signs, groups=groups, words=words, positive_emoji=emoji,
+                   numbers=numbers)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise LexiconError(f"{path.name}: cannot read: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise LexiconError(f"{path.name}: expected a mapping at the top level")
+    return raw
+
+
+def _mapping(where: str, field: str, raw: object) -> dict[str, Any]:
+    if not isinstance(raw, dict) or not raw:
+        raise LexiconError(f"{where}: field '{field}': expected a non-empty mapping")
+    return raw
+
+
+def _phrases(where: str, raw: object) -> list[str]:
+    if isinstance(raw, str):
+        return [raw]
+    if not isinstance(raw, list) or not all(isinstance(item, str | int) for item in raw):
+        raise LexiconError(f"{where}: expected a list of phrases")
+    return [str(item) for item in raw]
+
+
+def _sign_info(where: str, sign_id: str, raw: object, groups: Mapping[str, str]) -> SignInfo:
+    here = f"{where}: sign '{sign_id}'"
+    if not isinstance(raw, dict) or set(raw) - _SIGN_FIELDS or not {"level", "group", "label"} <= set(raw):
+        raise LexiconError(f"{here}: expected level, group and label (optional: explainable, bruise_colour, rules)")
+    if raw["group"] not in groups:
+        raise LexiconError(f"{here}: unknown group {raw['group']!r}")
+    rules = tuple(_rule(f"{here}: rule {number}", item) for number, item in enumerate(raw.get("rules") or [], 1))
+    return SignInfo(id=sign_id, level=_level(here, raw["level"]), group=raw["group"], label=str(raw["label"]),
+                    explainable=bool(raw.get("explainable")), bruise_colour=bool(raw.get("bruise_colour")),
+                    rules=rules)
+
+
+def _rule(where: str, raw: object) -> Rule:
+    if not isinstance(raw, dict) or "level" not in raw or set(raw) - _RULE_FIELDS or len(raw) < 2:
+        raise LexiconError(f"{where}: expected level and at least one of context, without, day_at_most, day_at_least")
+    return Rule(level=_level(where, raw["level"]), context=str(raw.get("context", "")),
+                without=str(raw.get("without", "")), day_at_most=raw.get("day_at_most"),
+                day_at_least=raw.get("day_at_least"))
+
+
+def _level(where: str, raw: object) -> TriageLevel:
+    try:
+        return TriageLevel(str(raw))
+    except ValueError:
+        raise LexiconError(f"{where}: level {raw!r} is not one of {', '.join(TriageLevel)}") from None
+
+
+def _merged_classes(languages: list[tuple[str, dict[str, Any]]]) -> dict[str, list[str]]:
+    """Classes of every language merged by name, so a phrase in one language can use the other's words."""
+    merged: dict[str, list[str]] = {}
+    for where, raw in languages:
+        for name, words in (raw.get("classes") or {}).items():
+            merged.setdefault(name, []).extend(_phrases(f"{where}: class @{name}", words))
+    missing = [name for name in STRUCTURAL_CLASSES if name not in merged]
+    if missing:
+        raise LexiconError(f"lexicons: missing classes: {', '.join(missing)}")
+    return {name: [fold(word) for word in words] for name, words in merged.items()}
+
+
+def _gap_stops(languages: list[tuple[str, dict[str, Any]]], words: Words) -> set[str]:
+    """A gap in a phrase may not swallow a negation or a "but": "red but not spreading" is no spreading redness."""
+    stops = set(words.clause_break | words.scope_stop)
+    for _, raw in languages:
+        for kind in _NEGATIONS:
+            stops.update(fold(phrase) for phrase in (raw.get("triggers") or {}).get(kind, []) if " " not in phrase)
+    return stops
+
+
+def _entries(where: str, raw: dict[str, Any], compiler: PhraseCompiler,
+             signs: Mapping[str, SignInfo]) -> Iterator[Entry]:
+    def make(section: str, phrase: str, kind: str, key: str, value: int = 0, needs: str = "") -> Entry:
+        try:
+            return Entry(kind=kind, key=key, phrase=compiler.compile(phrase), value=value, needs=needs)
+        except (PhraseError, Exception) as exc:  # re.error too: the message must name the entry
+            raise LexiconError(f"{where}: {section}: {phrase!r}: {exc}") from exc
+
+    for sign_id, body in (raw.get("signs") or {}).items():
+        if sign_id not in signs:
+            raise LexiconError(f"{where}: signs: '{sign_id}' is not defined in signs.yaml")
+        yield from _sign_entries(where, sign_id, body, make)
+    for kind, phrases in (raw.get("triggers") or {}).items():
+        if kind not in TRIGGER_KINDS:
+            raise LexiconError(f"{where}: triggers: unknown kind '{kind}'")
+        for phrase in _phrases(f"{where}: triggers: {kind}", phrases):
+            yield make(f"triggers: {kind}", phrase, "trigger", kind)
+    for name, phrases in (raw.get("contexts") or {}).items():
+        for phrase in _phrases(f"{where}: contexts: {name}", phrases):
+            yield make(f"contexts: {name}", phrase, "context", name)
+    yield from _timeframe_entries(where, raw.get("timeframes") or {}, make)
+    for kind in MARK_KINDS:
+        for phrase in _phrases(f"{where}: {kind}", raw.get(kind) or []):
+            yield make(kind, phrase, kind, kind)
+
+
+def _sign_entries(where: str, sign_id: str, body: object, make) -> Iterator[Entry]:
+    section = f"signs: {sign_id}"
+    if not isinstance(body, dict):
+        body = {"phrases": body}
+    unknown = set(body) - {"phrases", "except", "needs"}
+    if unknown:
+        raise LexiconError(f"{where}: {section}: unknown fields {sorted(unknown)} (phrases, except, needs)")
+    for phrase in _phrases(f"{where}: {section}", body.get("phrases") or []):
+        yield make(section, phrase, "sign", sign_id)
+    for phrase in _phrases(f"{where}: {section}: except", body.get("except") or []):
+        yield make(f"{section}: except", phrase, "except", sign_id)
+    for context, phrases in (body.get("needs") or {}).items():
+        for phrase in _phrases(f"{where}: {section}: needs {context}", phrases):
+            yield make(f"{section}: needs {context}", phrase, "sign", sign_id, needs=context)
+
+
+def _timeframe_entries(where: str, raw: dict[str, Any], make) -> Iterator[Entry]:
+    for kind in ("scale", "fixed"):
+        for days, phrases in (raw.get(kind) or {}).items():
+            for phrase in _phrases(f"{where}: timeframes: {kind}: {days}", phrases):
+                yield make(f"timeframes: {kind}", phrase, "timeframe", kind, value=int(days))

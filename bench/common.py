@@ -1,0 +1,187 @@
+"""What every benchmark shares: throwaway databases and processes, percentiles, results and their tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import redis
+from rich.table import Table
+
+from aftercare.migrate import upgrade
+from tests.conftest import create_pg_database, drop_pg_database
+from tests.processes import stop
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "bench" / "results"
+# A Redis database of its own: the benchmarks flush it, and nothing else lives there.
+REDIS_URL = os.environ.get("AFTERCARE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+@dataclass
+class Metric:
+    name: str
+    value: float | None
+    unit: str = ""
+    target: str = ""
+    passed: bool | None = None  # None: reported for context, no target
+    ratio: float | None = None  # value / target threshold
+
+
+def metric(name: str, value: float | None, unit: str = "", *, at_least: float | None = None,
+           at_most: float | None = None) -> Metric:
+    """A measured value, judged against at most one threshold."""
+    threshold = at_least if at_least is not None else at_most
+    if threshold is None or value is None:
+        return Metric(name, value, unit, target="" if threshold is None else _target_text(at_least, at_most, unit),
+                      passed=None if threshold is None else False)
+    passed = value >= threshold if at_least is not None else value <= threshold
+    ratio = value / threshold if threshold else None
+    return Metric(name, value, unit, _target_text(at_least, at_most, unit), passed, ratio)
+
+
+def _target_text(at_least: float | None, at_most: float | None, unit: str) -> str:
+    sign, threshold = (">=", at_least) if at_least is not None else ("<", at_most) if unit == "ms" else ("<=", at_most)
+    return f"{sign} {fmt(threshold)}{unit_suffix(unit)}"
+
+
+def unit_suffix(unit: str) -> str:
+    return "" if not unit else unit if unit in ("x", "%") else f" {unit}"
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int) or float(value).is_integer() and abs(value) >= 100:
+        return f"{int(value):,}"
+    return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+@dataclass
+class Result:
+    name: str
+    metrics: list[Metric] = field(default_factory=list)
+    details: dict = field(default_factory=dict)  # settings and raw numbers, for the JSON file
+    seconds: float = 0.0
+    error: str | None = None
+
+    def add(self, item: Metric) -> Metric:
+        self.metrics.append(item)
+        return item
+
+
+def save(result: Result, stamp: str) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{stamp}-{result.name}.json"
+    path.write_text(json.dumps(asdict(result), indent=2, default=str) + "\n")
+    return path
+
+
+def metrics_table(title: str, rows: list[tuple[str, Metric]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("benchmark", "metric", "value", "target", "ratio", "pass"):
+        table.add_column(column, justify="right" if column in ("value", "ratio") else "left")
+    for name, item in rows:
+        verdict = {True: "[green]pass[/]", False: "[red]MISS[/]", None: ""}[item.passed]
+        ratio = f"{item.ratio:.2f}" if item.ratio is not None else ""
+        table.add_row(name, item.name, fmt(item.value) + unit_suffix(item.unit), item.target, ratio, verdict)
+    return table
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100): always a value that was actually measured."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+# --- throwaway resources: each is removed on exit, also when the benchmark fails ----------------------------
+@contextmanager
+def pg_database(prefix: str) -> Iterator[str]:
+    """A fresh PostgreSQL database with the migrations applied; dropped (connections and all) on exit."""
+    url = create_pg_database(f"aftercare_bench_{prefix}")
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
+@contextmanager
+def redis_db(url: str = REDIS_URL) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@contextmanager
+def scratch_home() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="aftercare-bench-") as folder:
+        yield Path(folder)
+
+
+@contextmanager
+def fake_twilio() -> Iterator[str]:
+    """The tests' fake Twilio API in its own process, so it does not share a GIL with what it measures."""
+    process = subprocess.Popen([sys.executable, "-m", "tests.fakes.twilio_api", "--port", "0"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        base_url = (process.stdout.readline() if process.stdout else "").strip()
+        if not base_url.startswith("http"):
+            raise RuntimeError("the fake Twilio API did not start")
+        yield base_url
+    finally:
+        stop(process)
+
+
+def fake_twilio_stats(base_url: str) -> dict[str, int]:
+    with urllib.request.urlopen(base_url + "/_fake/stats", timeout=5) as answer:
+        return json.loads(answer.read())
+
+
+@contextmanager
+def running(process: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """Stop the process group on exit, whatever happened."""
+    try:
+        yield process
+    finally:
+        stop(process)
+
+
+def wait_for(condition, *, timeout: float, interval: float = 0.05, what: str = "condition") -> float:
+    """Poll until condition() is true; returns the monotonic time it became true. Raises on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return time.monotonic()
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def python_env(**aftercare: object) -> dict[str, str]:
+    """This process' environment without AFTERCARE_* settings, plus the given ones."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AFTERCARE_")}
+    env.update({f"AFTERCARE_{k.upper()}": str(v) for k, v in aftercare.items()})
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def env_number(name: str, default: float) -> float:
+    """A benchmark knob from the environment (AFTERCARE_* tuning is passed to the processes under test)."""
+    raw = os.environ.get(name)
+    return type(default)(raw) if raw else default

@@ -1,0 +1,142 @@
+"""Dangerous replies open escalations that page the on-call clinician until someone acknowledges."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from aftercare.channels.console import read_outbox
+from aftercare.config import get_settings
+from aftercare.db import session_scope
+from aftercare.models import Escalation, MessageKind, Patient, ScheduledMessage
+from tests.cli_helpers import add_clinic, cli_json, enroll, run_cli
+
+PATIENT = "+6281234567890"
+DOCTOR_A = "+6281100000001"
+DOCTOR_B = "+6281100000002"
+
+
+@pytest.fixture
+def clinic(env):
+    add_clinic(quiet_hours="00:00-00:00")
+    cli_json("oncall", "add", "--clinic", "glow", "--name", "Dr A", "--phone", DOCTOR_A, "--email", "a@glow.example")
+    cli_json("oncall", "add", "--clinic", "glow", "--name", "Dr B", "--phone", DOCTOR_B)
+    treated = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0).isoformat()
+    return enroll(phone=PATIENT, treated_at=treated, email="ayu@example.com")
+
+
+def _outbox_to(number: str) -> list[dict]:
+    return [m for m in read_outbox(get_settings()) if m["to"] == number]
+
+
+def _reply(text: str, sender: str = PATIENT) -> dict:
+    return cli_json("reply", "--from", sender, text)
+
+
+def test_an_emergency_reply_pages_oncall_and_tells_the_patient_to_call_now(clinic):
+    result = _reply("my lip has gone white and it really hurts")
+    assert result["level"] == "emergency"
+    assert result["escalation_id"] is not None
+    assert "+622150001234" in result["answer"] and "emergency" in result["answer"].lower()
+    cli_json("dispatch", "--once")
+    pages = _outbox_to(DOCTOR_A)
+    assert len(pages) == 1
+    assert "Ayu" in pages[0]["body"] and "ACK" in pages[0]["body"] and "white" in pages[0]["body"]
+    assert [m for m in read_outbox(get_settings()) if m["to"] == "a@glow.example"]  # and by email
+    listed = cli_json("escalations", "list", "--open")
+    assert [e["id"] for e in listed] == [result["escalation_id"]]
+    assert set(listed[0]) >= {"id", "level", "status", "patient_id", "opened_at", "acknowledged_at"}
+
+
+def test_an_urgent_reply_gets_the_urgent_safety_answer(clinic):
+    result = _reply("I have a fever and there is pus coming out of the injection spot")
+    assert result["level"] == "urgent"
+    assert result["escalation_id"] is not None
+    assert "will call" in result["answer"]
+
+
+def test_routine_reminders_are_held_while_an_escalation_is_open(clinic):
+    cli_json("dispatch", "--once")
+    escalation_id = _reply("my lip has gone white and it really hurts")["escalation_id"]
+    with session_scope() as session:
+        session.execute(update(ScheduledMessage).where(ScheduledMessage.kind == MessageKind.REMINDER,
+                                                       ScheduledMessage.status == "scheduled")
+                        .values(due_at=datetime.now(UTC) - timedelta(seconds=1)))
+    result = cli_json("dispatch", "--once")
+    assert result["sent"] == 2  # the two pages (SMS and email) only
+    assert not [m for m in _outbox_to(PATIENT)]
+    cli_json("escalations", "ack", str(escalation_id), "--by", "Dr A")
+    assert cli_json("dispatch", "--once")["sent"] >= 1  # the held reminders go once a clinician has looked
+    assert _outbox_to(PATIENT)
+
+
+def test_unacknowledged_escalation_is_paged_again_to_the_next_person(clinic):
+    escalation_id = _reply("my lip has gone white and it really hurts")["escalation_id"]
+    cli_json("dispatch", "--once")
+    assert len(_outbox_to(DOCTOR_A)) == 1 and not _outbox_to(DOCTOR_B)
+    with session_scope() as session:
+        escalation = session.get(Escalation, escalation_id)
+        assert escalation.next_page_at - escalation.opened_at == timedelta(minutes=5)
+        escalation.next_page_at = datetime.now(UTC) - timedelta(seconds=1)  # five minutes pass
+    cli_json("dispatch", "--once")
+    assert len(_outbox_to(DOCTOR_B)) == 1
+    assert cli_json("escalations", "show", str(escalation_id))["page_round"] == 1
+
+
+def test_clinician_acknowledges_by_texting_ack_and_the_code(clinic):
+    escalation_id = _reply("my lip has gone white and it really hurts")["escalation_id"]
+    code = cli_json("escalations", "show", str(escalation_id))["code"]
+    answer = _reply(f"ack {code.lower()}", sender=DOCTOR_A)
+    assert answer["escalation_id"] == escalation_id and "Acknowledged" in answer["answer"]
+    shown = cli_json("escalations", "show", str(escalation_id))
+    assert shown["status"] == "acknowledged" and shown["acknowledged_by"] == "Dr A"
+    with session_scope() as session:
+        assert session.get(Escalation, escalation_id).next_page_at is None
+
+
+def test_an_ack_from_a_stranger_acknowledges_nothing(clinic):
+    escalation_id = _reply("my lip has gone white and it really hurts")["escalation_id"]
+    code = cli_json("escalations", "show", str(escalation_id))["code"]
+    _reply(f"ACK {code}", sender="+6281999999999")
+    assert cli_json("escalations", "show", str(escalation_id))["status"] == "open"
+
+
+def test_resolve_needs_a_note_and_everything_is_in_the_audit_log(clinic):
+    escalation_id = _reply("my lip has gone white and it really hurts")["escalation_id"]
+    cli_json("dispatch", "--once")
+    cli_json("escalations", "ack", str(escalation_id), "--by", "Dr A")
+    empty = run_cli("escalations", "resolve", str(escalation_id), "--by", "Dr A", "--note", " ")
+    assert empty.exit_code == 1
+    cli_json("escalations", "resolve", str(escalation_id), "--by", "Dr A", "--note", "seen, hyaluronidase given")
+    shown = cli_json("escalations", "show", str(escalation_id))
+    assert shown["status"] == "resolved"
+    actions = [a["action"] for a in shown["audit"]]
+    assert actions == ["escalation.opened", "escalation.paged", "escalation.acknowledged", "escalation.resolved"]
+    again = run_cli("escalations", "ack", str(escalation_id), "--by", "Dr B")
+    assert again.exit_code == 1 and "already resolved" in again.stderr
+
+
+def test_a_routine_reply_gets_one_kind_answer_per_checkin(clinic):
+    first = _reply("a bit swollen and bruised today, is that normal?")
+    assert first["level"] == "routine" and first["escalation_id"] is None
+    assert "normal" in first["answer"]
+    second = _reply("also a little itchy")
+    assert second["answer"] is None
+    assert cli_json("escalations", "list") == []
+
+
+def test_an_opted_out_patient_reporting_danger_still_pages_the_clinic(clinic):
+    assert "no more" in _reply("STOP")["answer"]
+    result = _reply("my cheek is turning blue and cold")
+    assert result["level"] == "emergency" and result["escalation_id"]
+    cli_json("dispatch", "--once")
+    pages = _outbox_to(DOCTOR_A)
+    assert pages and "opted out" in pages[0]["body"] and PATIENT in pages[0]["body"]
+
+
+def test_unknown_sender_in_danger_is_told_to_get_help(env):
+    result = _reply("my lip went white and it hurts so bad", sender="+6281777777777")
+    assert result["level"] == "emergency" and result["escalation_id"] is None
+    assert "emergency" in result["answer"].lower()
