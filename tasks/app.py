@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
 from aftercare.config import Settings, get_settings
 
@@ -55,3 +55,11 @@ def _fresh_connections_after_fork(**_kwargs) -> None:
 
     reset_engines()
     reset_channels()
+
+
+@setup_logging.connect
+def _our_logging(**_kwargs) -> None:
+    # Connecting this signal stops Celery from installing its own handlers; ours never log message contents.
+    from aftercare.logs import configure_logging
+
+    configure_logging(get_settings().log_level)

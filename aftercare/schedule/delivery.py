@@ -58,7 +58,8 @@ def deliver_batch(ids: list[int], token: str, *, settings: Settings | None = Non
     now = utcnow()
     with session_factory()() as session:
         rows = _load_claimed(session, ids, token)
-        decisions = [(row.id, decide(session, row, settings=settings, now=now)) for row in rows]
+        held = _enrollments_under_escalation(session, {r.enrollment_id for r in rows if r.enrollment_id})
+        decisions = [(row.id, decide(row, held=held, settings=settings, now=now)) for row in rows]
     counts: Counter = Counter()
     to_send = [(row_id, d.message) for row_id, d in decisions if d.message is not None]
     for row_id, d in decisions:
@@ -86,7 +87,16 @@ def _load_claimed(session: Session, ids: list[int], token: str) -> list[Schedule
     return list(session.scalars(query))
 
 
-def decide(session: Session, row: ScheduledMessage, *, settings: Settings, now: datetime) -> Decision:
+def _enrollments_under_escalation(session: Session, enrollment_ids: set[int]) -> set[int]:
+    """Enrollments with an escalation no clinician has looked at yet: their reminders wait."""
+    if not enrollment_ids:
+        return set()
+    query = select(Escalation.enrollment_id).where(Escalation.enrollment_id.in_(enrollment_ids),
+                                                   Escalation.status == EscalationStatus.OPEN)
+    return set(session.scalars(query))
+
+
+def decide(row: ScheduledMessage, *, held: set[int], settings: Settings, now: datetime) -> Decision:
     if row.kind == MessageKind.PAGE:
         return _page_decision(row, settings)
     enrollment = row.enrollment
@@ -94,9 +104,9 @@ def decide(session: Session, row: ScheduledMessage, *, settings: Settings, now: 
         return Decision(status=MessageStatus.SKIPPED, reason="no_recipient")
     patient = enrollment.patient
     if row.kind == MessageKind.REMINDER:
-        held = _reminder_hold(session, row, enrollment, patient, now)
-        if held is not None:
-            return held
+        hold = _reminder_hold(row, enrollment, patient, held=enrollment.id in held, now=now)
+        if hold is not None:
+            return hold
     if row.channel == Channel.SMS and not patient.sms_allowed:
         return Decision(status=MessageStatus.SKIPPED, reason="opted_out")
     if row.channel == Channel.EMAIL and not patient.email_allowed:
@@ -104,12 +114,12 @@ def decide(session: Session, row: ScheduledMessage, *, settings: Settings, now: 
     return Decision(message=_patient_message(row, patient, settings))
 
 
-def _reminder_hold(session: Session, row: ScheduledMessage, enrollment: Enrollment, patient: Patient,
+def _reminder_hold(row: ScheduledMessage, enrollment: Enrollment, patient: Patient, *, held: bool,
                    now: datetime) -> Decision | None:
     """The re-check before a reminder goes: still wanted, still fresh, and not in the patient's quiet hours."""
     if enrollment.status == EnrollmentStatus.CANCELLED:
         return Decision(status=MessageStatus.CANCELLED, reason="enrollment_cancelled")
-    if enrollment.status == EnrollmentStatus.PAUSED or _has_open_escalation(session, enrollment.id):
+    if enrollment.status == EnrollmentStatus.PAUSED or held:
         return Decision(status=MessageStatus.SCHEDULED, reason="held", due_at=row.due_at)
     if row.fresh_until is not None and now > row.fresh_until:
         return Decision(status=MessageStatus.SKIPPED, reason="stale")
@@ -119,12 +129,6 @@ def _reminder_hold(session: Session, row: ScheduledMessage, enrollment: Enrollme
     if allowed > now:
         return Decision(status=MessageStatus.SCHEDULED, reason="quiet_hours", due_at=allowed)
     return None
-
-
-def _has_open_escalation(session: Session, enrollment_id: int) -> bool:
-    query = select(Escalation.id).where(Escalation.enrollment_id == enrollment_id,
-                                        Escalation.status == EscalationStatus.OPEN).limit(1)
-    return session.scalar(query) is not None
 
 
 def _patient_message(row: ScheduledMessage, patient: Patient, settings: Settings) -> OutgoingMessage:

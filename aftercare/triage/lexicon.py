@@ -7,6 +7,7 @@ the rest. Both languages are always loaded together: replies mix them ("kak my l
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -36,9 +37,9 @@ TRIGGER_KINDS = frozenset({
     "hypothetical",  # "what if", "kalau nanti", "signs to watch for"
     "third_party",  # "my friend", "temen aku"
 })
-MARK_KINDS = ("positive", "question", "harmless", "hedge", "past", "persist")
+MARK_KINDS = ("positive", "question", "question_start", "harmless", "hedge", "past", "persist")
 STRUCTURAL_CLASSES = ("clause_break", "scope_stop", "first_person", "list_link", "or_words", "location_prep",
-                      "body_part")
+                      "body_part", "opener")
 _NEGATIONS = ("negation", "negation_gone", "negation_both")
 _SIGN_FIELDS = {"level", "group", "label", "explainable", "bruise_colour", "rules"}
 _RULE_FIELDS = {"level", "context", "without", "day_at_most", "day_at_least"}
@@ -81,6 +82,7 @@ class Words:
     or_words: frozenset[str]
     location_prep: frozenset[str]
     body_part: frozenset[str]
+    opener: frozenset[str]  # "hi", "kak", "sorry": may come before a question word that opens a sentence
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +193,7 @@ def _entries(where: str, raw: dict[str, Any], compiler: PhraseCompiler,
     def make(section: str, phrase: str, kind: str, key: str, value: int = 0, needs: str = "") -> Entry:
         try:
             return Entry(kind=kind, key=key, phrase=compiler.compile(phrase), value=value, needs=needs)
-        except (PhraseError, Exception) as exc:  # re.error too: the message must name the entry
+        except (PhraseError, re.error) as exc:
             raise LexiconError(f"{where}: {section}: {phrase!r}: {exc}") from exc
 
     for sign_id, body in (raw.get("signs") or {}).items():

@@ -1,0 +1,154 @@
+"""The triage function: reply text in, level with the signs that decided it out. Pure: no I/O after the
+lexicons are loaded (once, cached)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from aftercare.triage.context import Cues, Flag, Mention, apply_context
+from aftercare.triage.explain import explain_quiet, explain_signs
+from aftercare.triage.levels import TriageLevel, TriageResult
+from aftercare.triage.lexicon import Lexicon, SignInfo, load_lexicon
+from aftercare.triage.matcher import Match
+from aftercare.triage.text import PUNCTUATION, QUESTION, Tokens, tokenize
+from aftercare.triage.timeline import estimate_day
+
+PASSED_PREFIX = "passed_"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A sign the patient has (or had, for a passed one), at the level it decides."""
+
+    id: str
+    sign: SignInfo
+    level: TriageLevel
+    position: int
+    passed: bool = False
+
+
+def triage(text: str, lang: str = "en") -> TriageResult:
+    """Triage one patient reply.
+
+    `lang` ("en", "id", anything else) is accepted for the callers' sake, but both lexicons always apply:
+    patients mix languages in one message ("kak my lip kok jadi pucat"), and missing an emergency because
+    the patient's profile says "en" would be the worst possible bug.
+    """
+    lexicon = load_lexicon()
+    tokens = tokenize(text, lexicon.words.clause_break)
+    found = _by_kind(lexicon.matcher.find(tokens))
+    mentions = _mentions(found, tokens, lexicon)
+    cues = Cues(triggers=found["trigger"], harmless=found["harmless"], hedges=found["hedge"], past=found["past"],
+                persist=found["persist"])
+    apply_context(tokens, lexicon, mentions, cues)
+    contexts = {match.entry.key for match in found["context"]}
+    day = estimate_day(found["timeframe"], tokens, lexicon.numbers)
+    findings = _findings(mentions, contexts, day)
+    if findings:
+        level = max((f.level for f in findings), key=lambda lvl: lvl.rank)
+        return TriageResult(level=level, signs=_sign_ids(findings), explanation=explain_signs(level, findings, lexicon))
+    return _quiet(text, tokens, found, mentions, lexicon)
+
+
+def _by_kind(matches: list[Match]) -> defaultdict[str, list[Match]]:
+    grouped: defaultdict[str, list[Match]] = defaultdict(list)
+    for match in matches:
+        grouped[match.entry.kind].append(match)
+    return grouped
+
+
+def _mentions(found: defaultdict[str, list[Match]], tokens: Tokens, lexicon: Lexicon) -> list[Mention]:
+    """Sign matches that stand: their context is there, no exception covers them, no longer sign holds them."""
+    context_sentences = {(m.entry.key, tokens.sentence[m.start]) for m in found["context"]}
+    vetoes = [(m.entry.key, m.start, m.end) for m in found["except"]]
+    kept: list[Match] = []
+    for match in found["sign"]:
+        entry = match.entry
+        if entry.needs and (entry.needs, tokens.sentence[match.start]) not in context_sentences:
+            continue
+        if any(key == entry.key and start <= match.start and match.end <= end for key, start, end in vetoes):
+            continue
+        kept.append(match)
+    signs = lexicon.signs
+    return [Mention(signs[m.entry.key], m.start, m.end) for m in kept if not _held_by_longer(m, kept, lexicon)]
+
+
+def _held_by_longer(match: Match, matches: list[Match], lexicon: Lexicon) -> bool:
+    """ "swollen tongue" is one sign, not swelling too; a longer phrase only hides signs no more serious
+    than its own, so "white stuff" (discharge) cannot hide an emergency unless the lexicon says so."""
+    rank = lexicon.signs[match.entry.key].level.rank
+    length = match.end - match.start
+    for other in matches:
+        if other is match or not (other.start <= match.start and match.end <= other.end):
+            continue
+        other_length = other.end - other.start
+        if other_length > length and lexicon.signs[other.entry.key].level.rank >= rank:
+            return True
+        if other_length == length and other.entry.key == match.entry.key and id(other) < id(match):
+            return True
+    return False
+
+
+def _findings(mentions: list[Mention], contexts: set[str], day: int | None) -> list[Finding]:
+    findings: list[Finding] = []
+    for mention in mentions:
+        level = level_of(mention.sign, contexts, day)
+        if mention.present:
+            findings.append(Finding(mention.sign.id, mention.sign, level, mention.start))
+        elif mention.passed and level is TriageLevel.EMERGENCY:
+            # An occlusion sign that came and went still needs a clinician's eyes today.
+            findings.append(Finding(PASSED_PREFIX + mention.sign.id, mention.sign, TriageLevel.URGENT,
+                                    mention.start, passed=True))
+    return findings
+
+
+def level_of(sign: SignInfo, contexts: set[str], day: int | None) -> TriageLevel:
+    """The sign's level after its rules: the first rule whose conditions all hold replaces the usual one."""
+    for rule in sign.rules:
+        if rule.context and rule.context not in contexts:
+            continue
+        if rule.without and rule.without in contexts:
+            continue
+        if rule.day_at_most is not None and (day is None or day > rule.day_at_most):
+            continue
+        if rule.day_at_least is not None and (day is None or day < rule.day_at_least):
+            continue
+        return rule.level
+    return sign.level
+
+
+def _sign_ids(findings: list[Finding]) -> list[str]:
+    ordered = sorted(findings, key=lambda f: (-f.level.rank, f.position))
+    return list(dict.fromkeys(f.id for f in ordered))
+
+
+def _quiet(text: str, tokens: Tokens, found: defaultdict[str, list[Match]], mentions: list[Mention],
+           lexicon: Lexicon) -> TriageResult:
+    """No sign stands: a question is routine; thanks, a thumbs-up or only denied signs is ok; anything else
+    is routine, so a person reads what the lexicon could not place."""
+    has_words = any(word not in PUNCTUATION for word in tokens.words)
+    if _asks(tokens, found, lexicon):
+        level, reason = TriageLevel.ROUTINE, "question"
+    elif found["positive"] or any(char in lexicon.positive_emoji for char in text):
+        level, reason = TriageLevel.OK, "positive"
+    elif any(m.flags == Flag.ABSENT for m in mentions):
+        level, reason = TriageLevel.OK, "denied"
+    elif not has_words and not text.strip():
+        level, reason = TriageLevel.OK, "empty"
+    else:
+        level, reason = TriageLevel.ROUTINE, "unplaced"
+    return TriageResult(level=level, signs=[], explanation=explain_quiet(reason))
+
+
+def _asks(tokens: Tokens, found: defaultdict[str, list[Match]], lexicon: Lexicon) -> bool:
+    if QUESTION in tokens.words or found["question"]:
+        return True
+    return any(_opens_sentence(match.start, tokens, lexicon) for match in found["question_start"])
+
+
+def _opens_sentence(index: int, tokens: Tokens, lexicon: Lexicon) -> bool:
+    """ "when can I go to the gym" asks; "hi kak, kapan boleh olahraga" too; "sore when I touch it" does not."""
+    while index > 0 and tokens.words[index - 1] in lexicon.words.opener:
+        index -= 1
+    return index == 0 or tokens.words[index - 1] in PUNCTUATION
