@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -135,8 +135,14 @@ def scratch_home() -> Iterator[Path]:
         yield Path(folder)
 
 
+@dataclass(frozen=True)
+class FakeTwilioProcess:
+    url: str
+    pid: int
+
+
 @contextmanager
-def fake_twilio() -> Iterator[str]:
+def fake_twilio() -> Iterator[FakeTwilioProcess]:
     """The tests' fake Twilio API in its own process, so it does not share a GIL with what it measures."""
     process = subprocess.Popen([sys.executable, "-m", "tests.fakes.twilio_api", "--port", "0"], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
@@ -144,7 +150,7 @@ def fake_twilio() -> Iterator[str]:
         base_url = (process.stdout.readline() if process.stdout else "").strip()
         if not base_url.startswith("http"):
             raise RuntimeError("the fake Twilio API did not start")
-        yield base_url
+        yield FakeTwilioProcess(base_url, process.pid)
     finally:
         stop(process)
 
@@ -171,6 +177,81 @@ def wait_for(condition, *, timeout: float, interval: float = 0.05, what: str = "
             return time.monotonic()
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+# --- where the CPU went: on a shared machine, CPU seconds per unit of work hold better than rates --------------
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    session: int
+    cmdline: str
+    cpu: float  # user + system seconds so far
+
+
+def processes() -> Iterator[Proc]:
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # it ended while we looked
+        yield Proc(int(entry.name), int(fields[3]), cmdline, (int(fields[11]) + int(fields[12])) / tick)
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds spent by everything on the machine (all cores), from /proc/stat."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds per named group of processes between start() and stop(), and the rest of the machine.
+    Groups are predicates on Proc; a process that ends in between takes its CPU time with it."""
+
+    def __init__(self, groups: dict[str, Callable[[Proc], bool]]) -> None:
+        self.groups = groups
+        self.before: dict[str, float] = {}
+
+    def _read(self) -> dict[str, float]:
+        totals = dict.fromkeys(self.groups, 0.0)
+        for proc in processes():
+            for name, belongs in self.groups.items():
+                if belongs(proc):
+                    totals[name] += proc.cpu
+                    break
+        totals["whole machine"] = machine_busy_seconds()
+        return totals
+
+    def start(self) -> None:
+        self.before = self._read()
+
+    def stop(self) -> dict[str, float]:
+        after = self._read()
+        used = {name: round(after[name] - self.before[name], 3) for name in after}
+        used["everything else"] = round(used["whole machine"] - sum(v for k, v in used.items()
+                                                                    if k != "whole machine"), 3)
+        return used
+
+
+def in_session(pid: int) -> Callable[[Proc], bool]:
+    """The process started with start_new_session, and all its children."""
+    return lambda proc: proc.session == pid
+
+
+def postgres_backend_of(url: str) -> Callable[[Proc], bool]:
+    database = url.rsplit("/", 1)[1]
+    return lambda proc: proc.cmdline.startswith("postgres:") and f" {database} " in proc.cmdline
+
+
+def is_driver(proc: Proc) -> bool:
+    return proc.pid == os.getpid()
+
+
+def shared_redis(proc: Proc) -> bool:
+    return proc.cmdline.startswith("redis-server") and ":6379" in proc.cmdline
 
 
 def python_env(**aftercare: object) -> dict[str, str]:

@@ -26,15 +26,20 @@ from bench import seed
 from bench.common import (
     REDIS_URL,
     ROOT,
+    CpuMeter,
     Result,
     env_number,
     fake_twilio,
     fake_twilio_stats,
+    in_session,
+    is_driver,
     metric,
     pg_database,
+    postgres_backend_of,
     redis_db,
     running,
     scratch_home,
+    shared_redis,
     wait_for,
 )
 from tests.processes import service_env
@@ -67,6 +72,8 @@ def run(*, quick: bool) -> Result:
     result.add(metric("delivery rate", ours["rate"], "msg/s", at_least=1000))
     result.add(metric("no-op task rate (1 task per message)", noop["rate"], "task/s"))
     result.add(metric("ours / no-op tasks, per message", ours["rate"] / noop["rate"], "x", at_least=1.0))
+    result.add(metric("worker CPU per message, ours", ours["worker_cpu_ms_per_message"], "ms"))
+    result.add(metric("worker CPU per message, no-op tasks", noop["worker_cpu_ms_per_message"], "ms"))
     result.add(metric("due-to-sent latency p50", ours["latency_p50"], "s"))
     result.add(metric("due-to-sent latency p99", ours["latency_p99"], "s"))
     result.add(metric("messages not sent", ours["not_sent"], at_most=0))
@@ -98,16 +105,20 @@ def measure_noop(count: int, *, concurrency: int, home: Path, knobs: dict[str, o
     client = redis.Redis.from_url(REDIS_URL)
     template = noop_message_template()
     env = worker_env(knobs, home, database_url="postgresql://unused")
-    with running(start_worker("bench.noop_app", env, concurrency=concurrency, home=home)):
+    with running(start_worker("bench.noop_app", env, concurrency=concurrency, home=home)) as worker:
         push_copies(client, QUEUE, template, WARM_UP)
         wait_for(lambda: queue_drained(client), timeout=60, what="the no-op worker to warm up")
         push_copies(client, PARKED, template, count)
+        meter = CpuMeter({"worker": in_session(worker.pid), "redis": shared_redis, "driver": is_driver})
+        meter.start()
         started = time.monotonic()
         client.rename(PARKED, QUEUE)  # one atomic step: every task is there at once
         finished = wait_for(lambda: queue_drained(client), timeout=max(120, count / 50), interval=0.01,
                             what="the no-op tasks")
+        cpu = meter.stop()
     seconds = finished - started
-    return {"tasks": count, "seconds": round(seconds, 3), "rate": count / seconds}
+    return {"tasks": count, "seconds": round(seconds, 3), "rate": count / seconds, "cpu_seconds": cpu,
+            "worker_cpu_ms_per_message": 1000 * cpu["worker"] / count}
 
 
 def noop_message_template() -> dict:
@@ -140,20 +151,25 @@ def queue_drained(client: redis.Redis) -> bool:
 
 # --- ours: due rows, claimed by the beat tick, delivered in batches ---------------------------------------------
 def measure_ours(count: int, *, concurrency: int, home: Path, knobs: dict[str, object]) -> dict:
-    with pg_database("dispatch") as url, seed.connect(url) as conn, fake_twilio() as twilio_url:
+    with pg_database("dispatch") as url, seed.connect(url) as conn, fake_twilio() as twilio:
         seed.disable_triggers(conn)
         clinic_id = seed.add_clinic(conn)
         seed.add_enrolled_patients(conn, clinic_id, max(100, count // 10))
         seed.add_reminders(conn, clinic_id, WARM_UP, due_at=datetime.now(UTC) - timedelta(minutes=1), step_prefix="warm")
         conn.commit()
-        env = worker_env(knobs, home, database_url=url, twilio_url=twilio_url)
-        with running(start_worker("tasks.app", env, concurrency=concurrency, home=home, beat=True)):
+        env = worker_env(knobs, home, database_url=url, twilio_url=twilio.url)
+        with running(start_worker("tasks.app", env, concurrency=concurrency, home=home, beat=True)) as worker:
             wait_for(lambda: pending(conn, "warm") == 0, timeout=90, interval=0.2, what="the warm-up messages")
+            meter = CpuMeter({"worker": in_session(worker.pid), "postgres": postgres_backend_of(url),
+                              "fake twilio": in_session(twilio.pid), "redis": shared_redis, "driver": is_driver})
             due_at = make_due(conn, clinic_id, count)
-            wait_for(all_sent(conn, twilio_url, WARM_UP + count), timeout=max(180, count / 100), interval=0.25,
+            meter.start()
+            wait_for(all_sent(conn, twilio.url, WARM_UP + count), timeout=max(180, count / 100), interval=0.25,
                      what="the messages to be sent")
             wait_for(lambda: pending(conn, "bench") == 0, timeout=60, interval=0.25, what="the last outcomes")
-        return outcome(conn, due_at, fake_twilio_stats(twilio_url))
+            cpu = meter.stop()
+        return {**outcome(conn, due_at, fake_twilio_stats(twilio.url)), "cpu_seconds": cpu,
+                "worker_cpu_ms_per_message": 1000 * cpu["worker"] / count}
 
 
 def make_due(conn, clinic_id: int, count: int) -> datetime:

@@ -22,7 +22,8 @@ PATIENT = "+6281234567890"
 def web(env, monkeypatch):
     configure(monkeypatch, twilio_auth_token=AUTH_TOKEN, public_url=PUBLIC_URL)
     add_clinic(quiet_hours="00:00-00:00")
-    treated = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0).isoformat()
+    # Treated 5 hours ago: two SMS reminders are due.
+    treated = (datetime.now(UTC) - timedelta(hours=5)).replace(microsecond=0).isoformat()
     enroll(phone=PATIENT, treated_at=treated)
     with serve_app() as client:
         yield client

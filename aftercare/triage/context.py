@@ -24,6 +24,9 @@ RECOVERY_WINDOW = 6  # "the white patch on my lip went away"
 HYPOTHETICAL_WINDOW = 12
 THIRD_PARTY_WINDOW = 15
 _AND = frozenset({"and", "dan", "plus"})
+# Of two triggers over the same words, the one that keeps a sign in play wins ("totally normal" after a
+# past sign is a recovery, not a denial).
+_PRIORITY = {"pseudo": 0, "recovered": 1, "passed": 2, "passed_brief": 2, "negation_gone": 3}
 
 
 class Flag(IntFlag):
@@ -78,15 +81,16 @@ def apply_context(tokens: Tokens, lexicon: Lexicon, mentions: list[Mention], cue
 
 
 def _usable_triggers(triggers: list[Match], mentions: list[Mention]) -> list[Match]:
-    """Longest trigger wins where triggers overlap ("not sure if" over "if"); none may sit inside a sign
-    ("can't see properly" is a sign, not a negation of one)."""
+    """No trigger may sit inside a sign ("can't see properly" is a sign, not a negation of one); of the rest,
+    the longest wins where they overlap ("not sure if" over "if"), a pseudo-trigger before any other."""
+    outside = [t for t in triggers if not _overlaps_any(t.start, t.end, mentions)]
     chosen: list[Match] = []
     last_end = -1
-    for match in sorted(triggers, key=lambda m: (m.start, m.start - m.end)):
+    for match in sorted(outside, key=lambda m: (m.start, m.start - m.end, _PRIORITY.get(m.entry.key, 9))):
         if match.start >= last_end:
             chosen.append(match)
             last_end = match.end
-    return [t for t in chosen if t.entry.key != "pseudo" and not _overlaps_any(t.start, t.end, mentions)]
+    return [t for t in chosen if t.entry.key != "pseudo"]
 
 
 def _overlaps_any(start: int, end: int, mentions: Iterable[Mention]) -> bool:
@@ -122,7 +126,8 @@ class _Scope:
         self._flag(found, Flag.ABSENT)
 
     def _on_negation_post(self, trigger: Match) -> None:
-        self._flag(self._negated_before(trigger.start, POST_NEGATION_WINDOW), Flag.ABSENT)
+        if not self.tokens.ends_with_question(trigger.start):  # "pale lip, is this normal?" denies nothing
+            self._flag(self._negated_before(trigger.start, POST_NEGATION_WINDOW), Flag.ABSENT)
 
     def _on_gone_if_negated(self, trigger: Match) -> None:
         found = self._negated_before(trigger.start, NEGATION_WINDOW)

@@ -36,7 +36,7 @@ def triage(text: str, lang: str = "en") -> TriageResult:
     the patient's profile says "en" would be the worst possible bug.
     """
     lexicon = load_lexicon()
-    tokens = tokenize(text, lexicon.words.clause_break)
+    tokens = tokenize(text, lexicon.words.clause_break, lexicon.stop_words)
     found = _by_kind(lexicon.matcher.find(tokens))
     mentions = _mentions(found, tokens, lexicon)
     cues = Cues(triggers=found["trigger"], harmless=found["harmless"], hedges=found["hedge"], past=found["past"],

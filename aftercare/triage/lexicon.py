@@ -93,6 +93,7 @@ class Lexicon:
     words: Words
     positive_emoji: frozenset[str]
     numbers: Mapping[str, int]
+    stop_words: frozenset[str]  # words a phrase gap cannot skip: negations and clause breaks
 
 
 @cache
@@ -109,11 +110,12 @@ def load_lexicon_files(signs_path: Path, language_paths: list[Path]) -> Lexicon:
     classes = _merged_classes(languages)
     numbers = {fold(str(word)): int(value) for _, raw in languages for word, value in (raw.get("numbers") or {}).items()}
     words = Words(**{name: frozenset(classes.get(name, ())) for name in STRUCTURAL_CLASSES})
-    compiler = PhraseCompiler(classes, numbers, _gap_stops(languages, words))
+    stop_words = frozenset(_gap_stops(languages, words))
+    compiler = PhraseCompiler(classes, numbers, stop_words)
     entries = [entry for where, raw in languages for entry in _entries(where, raw, compiler, signs)]
     emoji = frozenset(str(meta.get("positive_emoji", "")).replace(" ", ""))
     return Lexicon(matcher=PhraseMatcher(entries), signs=signs, groups=groups, words=words, positive_emoji=emoji,
-                   numbers=numbers)
+                   numbers=numbers, stop_words=stop_words)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -137,6 +139,8 @@ def _phrases(where: str, raw: object) -> list[str]:
         return [raw]
     if not isinstance(raw, list) or not all(isinstance(item, str | int) for item in raw):
         raise LexiconError(f"{where}: expected a list of phrases")
+    if any(isinstance(item, bool) for item in raw):
+        raise LexiconError(f"{where}: a phrase was read as true/false: quote words like no, yes, on, off")
     return [str(item) for item in raw]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from aftercare.triage.phrases import CompiledPhrase
 from aftercare.triage.text import PUNCTUATION, Tokens
@@ -22,8 +23,7 @@ class Entry:
     needs: str = ""  # sign phrases that count only when the sentence has this context ("blurry" needs an eye)
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
+class Match(NamedTuple):
     entry: Entry
     start: int  # first token
     end: int  # one past the last token
@@ -40,7 +40,7 @@ class PhraseMatcher:
         self._by_word: dict[str, list[Entry]] = {}
         self._by_prefix: dict[str, list[Entry]] = {}
         self._by_number: list[Entry] = []
-        for entry in entries:
+        for entry in dict.fromkeys(entries):  # both languages may list the same phrase
             phrase = entry.phrase
             for word in phrase.first_words:
                 self._by_word.setdefault(word, []).append(entry)
@@ -49,12 +49,19 @@ class PhraseMatcher:
             if phrase.starts_with_number:
                 self._by_number.append(entry)
         self._prefix_lengths = sorted({len(prefix) for prefix in self._by_prefix})
-        self._cache: dict[str, tuple[Entry, ...]] = {}
+        self._cache: dict[str, tuple[tuple[Entry, ...], tuple[Entry, ...]]] = {}
 
     def candidates(self, word: str) -> tuple[Entry, ...]:
+        singles, others = self._split_candidates(word)
+        return singles + others
+
+    def _split_candidates(self, word: str) -> tuple[tuple[Entry, ...], tuple[Entry, ...]]:
+        """(phrases that are this one word: already matched, phrases that need their regex tried)."""
         found = self._cache.get(word)
         if found is None:
-            found = self._lookup(word)
+            entries = self._lookup(word)
+            found = (tuple(e for e in entries if e.phrase.single_word),
+                     tuple(e for e in entries if not e.phrase.single_word))
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[word] = found
@@ -77,13 +84,23 @@ class PhraseMatcher:
     def find(self, tokens: Tokens) -> list[Match]:
         matches: list[Match] = []
         joined, starts = tokens.joined, tokens.starts
-        index_at = {offset: index for index, offset in enumerate(starts)}
+        present = set(tokens.words)
+        index_at: dict[int, int] | None = None
         size = len(starts)
         for index, word in enumerate(tokens.words):
             if word in PUNCTUATION:
                 continue
-            for entry in self.candidates(word):
-                found = entry.phrase.regex.match(joined, starts[index])
+            singles, others = self._split_candidates(word)
+            for entry in singles:
+                matches.append(Match(entry, index, index + 1))
+            for entry in others:
+                phrase = entry.phrase
+                if phrase.required and (phrase.required.isdisjoint(present)
+                                        or phrase.also_required and phrase.also_required.isdisjoint(present)):
+                    continue
+                found = phrase.regex.match(joined, starts[index])
                 if found is not None:
+                    if index_at is None:
+                        index_at = {offset: position for position, offset in enumerate(starts)}
                     matches.append(Match(entry, index, index_at.get(found.end(), size)))
         return matches

@@ -10,6 +10,7 @@ A phrase is a list of space-separated token specs, matched against whole tokens 
     /regex/   one number token matching the regex (temperatures: /3[89][.,]\\d/)
     [spec]    the spec, or nothing
     ~  ~N     up to 3 (or N) ordinary words; a gap never crosses punctuation, a negation or a word like "but"
+    $         the end of the clause (a comma, stop or question mark follows, or the reply ends)
 
 The first spec must be a required word, class or number: phrases are looked up by their first token.
 """
@@ -20,9 +21,10 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from aftercare.triage.text import fold
+from aftercare.triage.text import STOP_MARK, fold
 
 _WORD = re.compile(r"^[a-z0-9][a-z0-9./]*\*?$")
+GAP_WORD = "[^ ,.?!][^ ]*"  # one ordinary word: not punctuation, not a marked stop word
 _GAP = re.compile(r"^~(\d*)$")
 _DEFAULT_GAP = 3
 
@@ -37,6 +39,11 @@ class CompiledPhrase:
     first_words: frozenset[str]
     first_prefixes: frozenset[str]
     starts_with_number: bool
+    # Two later required tokens made of plain words only (the most selective): a reply lacking every word
+    # of either cannot match, so the regex is not even tried. Most candidate phrases fail this cheap test.
+    required: frozenset[str] = frozenset()
+    also_required: frozenset[str] = frozenset()
+    single_word: bool = False  # one plain token: finding it in the index is already a match
 
 
 @dataclass(slots=True)
@@ -46,47 +53,69 @@ class _FirstToken:
     number: bool = False
 
 
+@dataclass(slots=True)
+class _Plain:
+    """Collects the plain words of one token spec; `plain` turns false on a prefix, number or regex."""
+
+    words: set[str]
+    plain: bool = True
+
+
 class PhraseCompiler:
-    def __init__(self, classes: Mapping[str, Sequence[str]], numbers: Mapping[str, int], gap_stops: Collection[str]):
+    """Compiles phrases for a reply tokenized with `stop_words` marked (see `Tokens.joined`): a gap is then
+    any word not starting with the mark, which keeps every regex free of look-aheads, and fast."""
+
+    def __init__(self, classes: Mapping[str, Sequence[str]], numbers: Mapping[str, int], stop_words: Collection[str]):
         self._classes = {name: [self._word(word, f"class @{name}") for word in words] for name, words in classes.items()}
         self._number_words = sorted(numbers, key=len, reverse=True)
-        stops = "|".join(re.escape(word) for word in sorted(gap_stops, key=len, reverse=True))
-        # One gap word: not punctuation (the tokens ",", "." and "?"), not a stop word.
-        self._gap_word = f"(?!(?:{stops}) )[^ ,.?][^ ]*" if stops else "[^ ,.?][^ ]*"
+        self._stops = frozenset(stop_words)
 
     def compile(self, phrase: str) -> CompiledPhrase:
         specs = phrase.split()
         if not specs:
             raise PhraseError("empty phrase")
-        if _GAP.match(specs[0]) or specs[0].startswith("["):
+        if _GAP.match(specs[0]) or specs[0].startswith("[") or specs[0] == "$":
             raise PhraseError(f"{phrase!r}: the first token must be required (not a gap or [optional])")
-        first = _FirstToken(words=set(), prefixes=set())
-        parts = [self._unit(spec, first if index == 0 else None) for index, spec in enumerate(specs)]
         if _GAP.match(specs[-1]):
             raise PhraseError(f"{phrase!r}: a phrase cannot end with a gap")
+        first = _FirstToken(words=set(), prefixes=set())
+        parts, required = [], []
+        for index, spec in enumerate(specs):
+            plain = _Plain(words=set())
+            parts.append(self._unit(spec, first if index == 0 else None, plain))
+            if index > 0 and plain.plain and plain.words:
+                required.append(frozenset(plain.words))
+        single = len(specs) == 1 and not first.number
+        required.sort(key=len)
+        required += [frozenset(), frozenset()]
         return CompiledPhrase(regex=re.compile("".join(parts)), first_words=frozenset(first.words),
-                              first_prefixes=frozenset(first.prefixes), starts_with_number=first.number)
+                              first_prefixes=frozenset(first.prefixes), starts_with_number=first.number,
+                              required=required[0], also_required=required[1], single_word=single)
 
-    def _unit(self, spec: str, first: _FirstToken | None) -> str:
+    def _unit(self, spec: str, first: _FirstToken | None, plain: _Plain) -> str:
+        if spec == "$":
+            return "(?=[,.?] |$)"
         gap = _GAP.match(spec)
         if gap:
-            return f"(?:{self._gap_word} ){{0,{int(gap.group(1) or _DEFAULT_GAP)}}}?"
+            return f"(?:{GAP_WORD} ){{0,{int(gap.group(1) or _DEFAULT_GAP)}}}?"
         if spec.startswith("[") and spec.endswith("]"):
-            return f"(?:{self._alternatives(spec[1:-1], None)} )?"
-        return f"{self._alternatives(spec, first)} "
+            return f"(?:{self._alternatives(spec[1:-1], None, _Plain(words=set()))} )?"
+        return f"{self._alternatives(spec, first, plain)} "
 
-    def _alternatives(self, spec: str, first: _FirstToken | None) -> str:
+    def _alternatives(self, spec: str, first: _FirstToken | None, plain: _Plain) -> str:
         if spec.startswith("/") and spec.endswith("/") and len(spec) > 2:
+            plain.plain = False
             if first is not None:
                 first.number = True
             return f"(?:{spec[1:-1]})"
         pieces = []
         for alternative in spec.split("|"):
-            pieces.extend(self._alternative(alternative, first))
+            pieces.extend(self._alternative(alternative, first, plain))
         return "(?:" + "|".join(sorted(set(pieces), key=len, reverse=True)) + ")"
 
-    def _alternative(self, alternative: str, first: _FirstToken | None) -> list[str]:
+    def _alternative(self, alternative: str, first: _FirstToken | None, plain: _Plain) -> list[str]:
         if alternative == "#":
+            plain.plain = False
             if first is not None:
                 first.number = True
                 first.words.update(self._number_words)
@@ -95,8 +124,8 @@ class PhraseCompiler:
             name = alternative[1:]
             if name not in self._classes:
                 raise PhraseError(f"unknown class @{name}")
-            return [self._word_regex(word, first) for word in self._classes[name]]
-        return [self._word_regex(self._word(alternative, "phrase"), first)]
+            return [self._word_regex(word, first, plain) for word in self._classes[name]]
+        return [self._word_regex(self._word(alternative, "phrase"), first, plain)]
 
     @staticmethod
     def _word(raw: str, where: str) -> str:
@@ -105,13 +134,15 @@ class PhraseCompiler:
             raise PhraseError(f"{where}: {raw!r} is not a word (letters, digits, '.', '/', optional trailing '*')")
         return word
 
-    @staticmethod
-    def _word_regex(word: str, first: _FirstToken | None) -> str:
+    def _word_regex(self, word: str, first: _FirstToken | None, plain: _Plain) -> str:
         if word.endswith("*"):
             stem = word[:-1]
+            plain.plain = False
             if first is not None:
                 first.prefixes.add(stem)
-            return re.escape(stem) + "[^ ]*"
+            marked = any(stop.startswith(stem) for stop in self._stops)
+            return ("!?" if marked else "") + re.escape(stem) + "[^ ]*"
         if first is not None:
             first.words.add(word)
-        return re.escape(word)
+        plain.words.add(word)
+        return re.escape(STOP_MARK + word if word in self._stops else word)

@@ -7,6 +7,7 @@ import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass
 
+STOP_MARK = "!"
 # Punctuation tokens kept in the stream: they bound sentences and clauses.
 COMMA, STOP, QUESTION = ",", ".", "?"
 PUNCTUATION = frozenset({COMMA, STOP, QUESTION})
@@ -88,14 +89,17 @@ class Tokens:
         return end > 0 and self.words[end - 1] == QUESTION
 
 
-def tokenize(text: str, clause_breaks: Collection[str]) -> Tokens:
-    words = [_token_of(raw.strip() or raw) for raw in _TOKEN.findall(normalize(text))]
+def tokenize(text: str, clause_breaks: Collection[str], stop_words: Collection[str] = ()) -> Tokens:
+    """`stop_words` ("not", "but", "tapi"...) are marked with a "!" in `joined`: lexicon gaps skip any word
+    but those (see phrases.py), so "red but not spreading" is never read as "red ... spreading"."""
+    words = [raw if raw[0].isalnum() else _token_of(raw.strip() or raw) for raw in _TOKEN.findall(normalize(text))]
+    shown = [STOP_MARK + word if word in stop_words else word for word in words]
     starts, offset = [], 0
-    for word in words:
+    for word in shown:
         starts.append(offset)
         offset += len(word) + 1
     sentence, clause = _number_sentences_and_clauses(words, clause_breaks)
-    return Tokens(words=words, joined=" ".join(words) + " ", starts=starts, sentence=sentence, clause=clause)
+    return Tokens(words=words, joined=" ".join(shown) + " ", starts=starts, sentence=sentence, clause=clause)
 
 
 def _number_sentences_and_clauses(words: list[str], clause_breaks: Collection[str]) -> tuple[list[int], list[int]]:

@@ -65,8 +65,11 @@ class PrivateRedis:
             self.process.wait(timeout=10)
         self.process = None
 
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
     def flushall(self) -> None:
-        redis.Redis.from_url(self.url).flushall()
+        self.client().flushall()
 
     def _answers(self) -> bool:
         try:
@@ -145,6 +148,17 @@ def fault_env(env: dict, *, broker_url: str, home: Path, twilio: FakeTwilio, **e
     values.update(extra)
     return service_env(database_url=env["database_url"], broker_url=broker_url, home=home,
                        twilio_url=twilio.base_url, **values)
+
+
+def wait_quiet(twilio: FakeTwilio, *, quiet: float = 1.5, timeout: float = 30) -> None:
+    """Wait until the fake Twilio has received nothing for `quiet` seconds (late duplicates have had their chance)."""
+    deadline = time.monotonic() + timeout
+    last, since = twilio.count + len(twilio.failures), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet:
+        time.sleep(0.1)
+        now_seen = twilio.count + len(twilio.failures)
+        if now_seen != last:
+            last, since = now_seen, time.monotonic()
 
 
 def log_tail(path: Path, chars: int = 4000) -> str:

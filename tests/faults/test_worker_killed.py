@@ -3,8 +3,6 @@ on its way to Twilio when its worker died may go out twice (DESIGN section 1).""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from aftercare.models import MessageStatus
@@ -18,6 +16,7 @@ from tests.faults.harness import (
     log_tail,
     seed_due_reminders,
     sent_count,
+    wait_quiet,
 )
 from tests.processes import AUTH_TOKEN, start_beat, start_worker, stop, wait_until
 
@@ -51,7 +50,7 @@ def test_killing_the_worker_five_times_loses_nothing_and_duplicates_at_most_what
             assert wait_until(lambda: sent_count() >= MESSAGES, timeout=120, interval=0.5), (
                 f"{count_by_status()}\n{log_tail(worker_log)}")
             elapsed = clock.elapsed
-            time.sleep(2)  # a few more ticks: nothing more may go out
+            wait_quiet(twilio)  # a few more ticks: nothing more may go out
         finally:
             stop(worker, kill=True)
             stop(beat)
