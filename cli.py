@@ -238,7 +238,14 @@ def outbox(limit: int, as_json: bool) -> None:
     from aftercare.config import get_settings
 
     rows = [{k: r.get(k) for k in ("to", "channel", "body", "sent_at")} for r in read_outbox(get_settings())]
-    emit(rows[-limit:], as_json=as_json, columns=["sent_at", "channel", "to", "body"], title="outbox")
+    rows = rows[-limit:]
+    if not as_json:  # a table shows the start of each email; --json has the whole text
+        rows = [{**r, "body": _shorten(r["body"] or "", 200)} for r in rows]
+    emit(rows, as_json=as_json, columns=["sent_at", "channel", "to", "body"], title="outbox")
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --- protocols --------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from aftercare.models import (
     utcnow,
 )
 from aftercare.protocols import render
+from aftercare.protocols.templates import default_catalog
 from aftercare.triage import TriageLevel, triage
 
 log = logging.getLogger(__name__)
@@ -204,10 +205,19 @@ def _triage_and_answer(session: Session, inbound: InboundMessage, patient: Patie
         return outcome
     if outcome.handling == "reply" and _may_auto_answer(session, patient, enrollment):
         if result.level == TriageLevel.ROUTINE:
-            outcome.answers.append(render("reply.routine", patient.language, **values))
+            outcome.answers.append(render(_routine_template(result.signs), patient.language, **values))
         else:
             outcome.answers.append(render("reply.ok", patient.language, **values))
     return outcome
+
+
+def _routine_template(signs: list[str]) -> str:
+    """The first sign with its own tip decides the answer; otherwise the general reassurance."""
+    catalog = default_catalog()
+    for sign in signs:
+        if not catalog.missing_in(f"reply.routine.{sign}"):
+            return f"reply.routine.{sign}"
+    return "reply.routine"
 
 
 def _may_auto_answer(session: Session, patient: Patient, enrollment: Enrollment | None) -> bool:

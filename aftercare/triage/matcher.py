@@ -29,11 +29,21 @@ class Match(NamedTuple):
     end: int  # one past the last token
 
 
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    """The phrases that may start at one word, sorted by how cheaply they can be ruled out."""
+
+    singles: tuple[Entry, ...]  # the phrase is this one word: found in the index means matched
+    always: tuple[Entry, ...]  # no plain required word to test: try the regex
+    keys: frozenset[str]  # required words of the remaining phrases
+    by_key: dict[str, tuple[Entry, ...]]  # required word -> phrases that need it
+
+
 class PhraseMatcher:
     """Indexes phrases by their possible first word so a reply costs a few dict lookups per token.
 
     One big alternation regex would be tried at every character of the reply; this tries a handful of
-    anchored regexes per token instead, which keeps triage near a few tens of microseconds.
+    anchored regexes per token instead, and only those whose required words all occur in the reply.
     """
 
     def __init__(self, entries: Iterable[Entry]):
@@ -49,25 +59,33 @@ class PhraseMatcher:
             if phrase.starts_with_number:
                 self._by_number.append(entry)
         self._prefix_lengths = sorted({len(prefix) for prefix in self._by_prefix})
-        self._cache: dict[str, tuple[tuple[Entry, ...], tuple[Entry, ...]]] = {}
+        self._cache: dict[str, _Candidates] = {}
 
     def candidates(self, word: str) -> tuple[Entry, ...]:
-        singles, others = self._split_candidates(word)
-        return singles + others
+        """Every phrase that may start at `word` (for tests and tools)."""
+        return tuple(self._lookup(word))
 
-    def _split_candidates(self, word: str) -> tuple[tuple[Entry, ...], tuple[Entry, ...]]:
-        """(phrases that are this one word: already matched, phrases that need their regex tried)."""
+    def _candidates(self, word: str) -> _Candidates:
         found = self._cache.get(word)
         if found is None:
-            entries = self._lookup(word)
-            found = (tuple(e for e in entries if e.phrase.single_word),
-                     tuple(e for e in entries if not e.phrase.single_word))
+            found = self._sorted(self._lookup(word))
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[word] = found
         return found
 
-    def _lookup(self, word: str) -> tuple[Entry, ...]:
+    @staticmethod
+    def _sorted(entries: list[Entry]) -> _Candidates:
+        by_key: dict[str, list[Entry]] = {}
+        for entry in entries:
+            if not entry.phrase.single_word:
+                for key in entry.phrase.required:
+                    by_key.setdefault(key, []).append(entry)
+        return _Candidates(singles=tuple(e for e in entries if e.phrase.single_word),
+                           always=tuple(e for e in entries if not e.phrase.single_word and not e.phrase.required),
+                           keys=frozenset(by_key), by_key={key: tuple(found) for key, found in by_key.items()})
+
+    def _lookup(self, word: str) -> list[Entry]:
         found: dict[int, Entry] = {}
         for entry in self._by_word.get(word, ()):
             found[id(entry)] = entry
@@ -79,28 +97,26 @@ class PhraseMatcher:
         if word[0].isdigit():
             for entry in self._by_number:
                 found[id(entry)] = entry
-        return tuple(found.values())
+        return list(found.values())
 
     def find(self, tokens: Tokens) -> list[Match]:
         matches: list[Match] = []
-        joined, starts = tokens.joined, tokens.starts
+        append = matches.append
         present = set(tokens.words)
-        index_at: dict[int, int] | None = None
-        size = len(starts)
+        cache, joined, starts = self._cache, tokens.joined, tokens.starts
         for index, word in enumerate(tokens.words):
-            if word in PUNCTUATION:
-                continue
-            singles, others = self._split_candidates(word)
-            for entry in singles:
-                matches.append(Match(entry, index, index + 1))
-            for entry in others:
-                phrase = entry.phrase
-                if phrase.required and (phrase.required.isdisjoint(present)
-                                        or phrase.also_required and phrase.also_required.isdisjoint(present)):
-                    continue
-                found = phrase.regex.match(joined, starts[index])
+            candidates = cache.get(word) or self._candidates(word)
+            for entry in candidates.singles:
+                append(Match(entry, index, index + 1))
+            tried = list(candidates.always)
+            if candidates.keys:
+                for key in candidates.keys.intersection(present):
+                    tried.extend(entry for entry in candidates.by_key[key]
+                                 if not entry.phrase.also_required or not entry.phrase.also_required.isdisjoint(present))
+                if len(tried) > 1:
+                    tried = list(dict.fromkeys(tried))  # an entry may be listed under two of its required words
+            for entry in tried:
+                found = entry.phrase.regex.match(joined, starts[index])
                 if found is not None:
-                    if index_at is None:
-                        index_at = {offset: position for position, offset in enumerate(starts)}
-                    matches.append(Match(entry, index, index_at.get(found.end(), size)))
+                    append(Match(entry, index, tokens.index_at(found.end())))
         return matches

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_left
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -13,16 +14,17 @@ COMMA, STOP, QUESTION = ",", ".", "?"
 PUNCTUATION = frozenset({COMMA, STOP, QUESTION})
 
 _SHORTHANDS = (("w/o", " without "), ("w/", " with "), ("b/c", " because "), ("°", " c "), ("&", " and "))
+_APOSTROPHES = "'’‘`´"
 _APOSTROPHE = re.compile(r"(?<=[a-z])['’‘`´](?=[a-z])")
 # Texting stretches letters ("sooo", "sakiiit") and typos drop doubles ("sweling"), so every run of one
 # letter is folded to a single letter, in the text and in the lexicons alike.
 _RUNS = re.compile(r"([a-z])\1+")
-# Indonesian reduplication written with a 2: "bengkak2" = "bengkak-bengkak", "kebiru2an" = "kebiru-biruan".
-_REDUPLICATION = re.compile(r"\b([a-z]{3,})2([a-z]*)\b")
-_NOT_REDUPLICATED = frozenset({"day", "hari", "hr", "hrs", "jam", "week", "wek", "minggu", "min", "mins", "ke"})
-# The possessive "-nya" ("bengkaknya", "sakitnya") is split off so one lexicon word covers both forms.
-_NYA = re.compile(r"\b([a-z]{3,})nya\b")
-_TOKEN = re.compile(r"\d+(?:[.,/]\d+)?|[a-z]+|[.!;\n…]+|\?+|[,:()+—–]|\s-+\s")
+# A word may carry Indonesian reduplication written with a 2: "bengkak2", "kebiru2an".
+_TOKEN = re.compile(r"\d+(?:[.,/]\d+)?|[a-z]+(?:2[a-z]*)?|[.!;\n…]+|\?+|[,:()+—–]|\s-+\s")
+_NOT_REDUPLICATED = frozenset({"day", "hari", "hr", "hrs", "jam", "week", "wek", "minggu", "min", "mins"})
+_PUNCTUATION_OF = {"?": QUESTION, ".": STOP, "!": STOP, ";": STOP, "\n": STOP, "…": STOP}
+_FOLDED: dict[str, tuple[str, ...]] = {}  # raw word -> its tokens; replies reuse a small vocabulary
+_FOLDED_LIMIT = 50_000
 
 
 def fold(word: str) -> str:
@@ -30,37 +32,45 @@ def fold(word: str) -> str:
     return _RUNS.sub(r"\1", _APOSTROPHE.sub("", word.lower()))
 
 
-def _reduplicate(match: re.Match[str]) -> str:
-    stem, suffix = match.group(1), match.group(2)
-    if stem in _NOT_REDUPLICATED:
-        return f"{stem} 2{suffix}"
-    return f"{stem} {stem}{suffix}"
+def _word_tokens(raw: str) -> tuple[str, ...]:
+    """ "bengkak2nya" -> ("bengkak", "bengkak", "nya"): reduplication expanded, "-nya" split off (so one
+    lexicon word covers "bengkak", "bengkaknya" and "bengkak2"), letter runs collapsed."""
+    found = _FOLDED.get(raw)
+    if found is None:
+        found = tuple(token for part in _reduplicated(raw) for token in _split_nya(_RUNS.sub(r"\1", part)))
+        if len(_FOLDED) >= _FOLDED_LIMIT:
+            _FOLDED.clear()
+        _FOLDED[raw] = found
+    return found
 
 
-def normalize(text: str) -> str:
+def _reduplicated(raw: str) -> tuple[str, ...]:
+    if "2" not in raw:
+        return (raw,)
+    stem, _, suffix = raw.partition("2")
+    if len(stem) >= 3 and stem not in _NOT_REDUPLICATED:
+        return stem, stem + suffix
+    return tuple(part for part in (stem, "2", suffix) if part)
+
+
+def _split_nya(word: str) -> tuple[str, ...]:
+    if len(word) >= 6 and word.endswith("nya"):
+        return word[:-3], "nya"
+    return (word,)
+
+
+def _prepared(text: str) -> str:
     text = text.lower()
     if not text.isascii():
         text = unicodedata.normalize("NFKD", text)
-    for short, long in _SHORTHANDS:
-        if short in text:
+        for short, long in _SHORTHANDS:
             text = text.replace(short, long)
-    text = _RUNS.sub(r"\1", _APOSTROPHE.sub("", text))
-    if "2" in text:
-        text = _REDUPLICATION.sub(_reduplicate, text)
-    if "nya" in text:
-        text = _NYA.sub(r"\1 nya", text)
+    elif "/" in text or "&" in text:
+        for short, long in _SHORTHANDS:
+            text = text.replace(short, long)
+    if any(mark in text for mark in _APOSTROPHES):
+        text = _APOSTROPHE.sub("", text)
     return text
-
-
-def _token_of(raw: str) -> str:
-    first = raw[0]
-    if first.isalnum():
-        return raw
-    if first == "?":
-        return QUESTION
-    if first in ".!;\n…":
-        return STOP
-    return COMMA
 
 
 @dataclass(slots=True)
@@ -75,6 +85,10 @@ class Tokens:
 
     def __len__(self) -> int:
         return len(self.words)
+
+    def index_at(self, offset: int) -> int:
+        """The token starting at `offset` in `joined` (the length past the end)."""
+        return bisect_left(self.starts, offset)
 
     def sentence_end(self, index: int) -> int:
         """Index just past the sentence that holds token `index`."""
@@ -92,7 +106,15 @@ class Tokens:
 def tokenize(text: str, clause_breaks: Collection[str], stop_words: Collection[str] = ()) -> Tokens:
     """`stop_words` ("not", "but", "tapi"...) are marked with a "!" in `joined`: lexicon gaps skip any word
     but those (see phrases.py), so "red but not spreading" is never read as "red ... spreading"."""
-    words = [raw if raw[0].isalnum() else _token_of(raw.strip() or raw) for raw in _TOKEN.findall(normalize(text))]
+    words: list[str] = []
+    for raw in _TOKEN.findall(_prepared(text)):
+        first = raw[0]
+        if "a" <= first <= "z":
+            words.extend(_word_tokens(raw))
+        elif first.isdigit():
+            words.append(raw)
+        else:
+            words.append(_PUNCTUATION_OF.get(raw.strip()[:1] or first, COMMA))
     shown = [STOP_MARK + word if word in stop_words else word for word in words]
     starts, offset = [], 0
     for word in shown:
