@@ -15,13 +15,14 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
 from aftercare.channels import get_channel
 from aftercare.channels.base import DeliveryError, OutgoingMessage
 from aftercare.channels.ratelimit import get_rate_limiter, sender_key
 from aftercare.config import Settings, get_settings
-from aftercare.db import session_factory
+from aftercare.db import get_engine, session_factory
 from aftercare.models import (
     Channel,
     Enrollment,
@@ -62,13 +63,59 @@ def deliver_batch(ids: list[int], token: str, *, settings: Settings | None = Non
         decisions = [(row.id, decide(row, held=held, settings=settings, now=now)) for row in rows]
     counts: Counter = Counter()
     to_send = [(row_id, d.message) for row_id, d in decisions if d.message is not None]
-    for row_id, d in decisions:
-        if d.message is None:
-            _finish_unsent(row_id, token, d)
-            counts[d.status] += 1
-    for outcome in _executor(settings).map(lambda item: send_one(*item, token=token, settings=settings), to_send):
-        counts[outcome] += 1
+    with OutcomeWriter() as writer:
+        for row_id, d in decisions:
+            if d.message is None:
+                _finish_unsent(writer, row_id, token, d)
+                counts[d.status] += 1
+    chunks = [to_send[i::settings.send_threads] for i in range(min(settings.send_threads, len(to_send)))]
+    for chunk_counts in _executor(settings).map(lambda chunk: _send_chunk(chunk, token, settings), chunks):
+        counts.update(chunk_counts)
+    log.info("batch of %d delivered: %s", len(ids), dict(counts))
     return counts
+
+
+def _send_chunk(items: list[tuple[int, OutgoingMessage]], token: str, settings: Settings) -> Counter:
+    """One thread's share of a batch, sent in order over one database connection held for the chunk."""
+    counts: Counter = Counter()
+    with OutcomeWriter() as writer:
+        for row_id, message in items:
+            counts[send_one(row_id, message, token=token, settings=settings, writer=writer)] += 1
+    return counts
+
+
+class OutcomeWriter:
+    """Writes outcomes over one connection, one short transaction each, reconnecting if the server dropped it:
+    a message the provider accepted must be recorded, or its expired claim would send it again."""
+
+    attempts = 3
+
+    def __enter__(self) -> OutcomeWriter:
+        self.connection = get_engine().connect()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.connection.close()
+
+    def write(self, row_id: int, token: str, values: dict) -> bool:
+        statement = (update(M).where(M.id == row_id, M.claim_token == token, M.status == MessageStatus.CLAIMED)
+                     .values(**values))
+        for attempt in range(1, self.attempts + 1):
+            try:
+                result = self.connection.execute(statement)
+                self.connection.commit()
+                return result.rowcount == 1
+            except DBAPIError:
+                if attempt == self.attempts:
+                    raise
+                self._reconnect()  # the statement is idempotent: only our claim token can match
+        return False
+
+    def _reconnect(self) -> None:
+        try:
+            self.connection.close()
+        finally:
+            self.connection = get_engine().connect()
 
 
 def _executor(settings: Settings) -> ThreadPoolExecutor:
@@ -160,7 +207,7 @@ def status_callback_url(settings: Settings) -> str:
     return settings.public_url.rstrip("/") + "/twilio/status"
 
 
-def _finish_unsent(row_id: int, token: str, decision: Decision) -> None:
+def _finish_unsent(writer: OutcomeWriter, row_id: int, token: str, decision: Decision) -> None:
     now = utcnow()
     values: dict = {"status": decision.status, "updated_at": now, "claimed_until": None, "claim_token": None}
     if decision.status == MessageStatus.SCHEDULED:
@@ -169,19 +216,11 @@ def _finish_unsent(row_id: int, token: str, decision: Decision) -> None:
         values.update(skip_reason=decision.reason, skipped_at=now)
     elif decision.status == MessageStatus.CANCELLED:
         values.update(skip_reason=decision.reason, cancelled_at=now)
-    _update_claimed(row_id, token, values)
+    writer.write(row_id, token, values)
 
 
-def _update_claimed(row_id: int, token: str, values: dict) -> bool:
-    """Write an outcome only while we still hold the claim (a newer claim of the same row wins)."""
-    with session_factory()() as session:
-        result = session.execute(update(M).where(M.id == row_id, M.claim_token == token,
-                                                 M.status == MessageStatus.CLAIMED).values(**values))
-        session.commit()
-        return result.rowcount == 1
-
-
-def send_one(row_id: int, message: OutgoingMessage, *, token: str, settings: Settings) -> str:
+def send_one(row_id: int, message: OutgoingMessage, *, token: str, settings: Settings,
+             writer: OutcomeWriter) -> str:
     """Send one message and record what happened. Returns the outcome name for counting."""
     try:
         if message.channel == Channel.SMS:
@@ -194,9 +233,9 @@ def send_one(row_id: int, message: OutgoingMessage, *, token: str, settings: Set
         return _record_failure(row_id, message, DeliveryError("unexpected error", permanent=False), token=token,
                                settings=settings)
     now = utcnow()
-    _update_claimed(row_id, token, {"status": MessageStatus.SENT, "provider_id": receipt.provider_id, "sent_at": now,
-                                    "updated_at": now, "claimed_until": None, "error": None, "error_code": None})
-    log.info("message %s sent via %s", row_id, message.channel)
+    writer.write(row_id, token, {"status": MessageStatus.SENT, "provider_id": receipt.provider_id, "sent_at": now,
+                                 "updated_at": now, "claimed_until": None, "error": None, "error_code": None})
+    log.debug("message %s sent via %s", row_id, message.channel)
     return "sent"
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from enum import IntFlag
+from functools import cached_property
 
 from aftercare.triage.lexicon import Lexicon, SignInfo
 from aftercare.triage.matcher import Match
@@ -29,7 +29,10 @@ _AND = frozenset({"and", "dan", "plus"})
 _PRIORITY = {"pseudo": 0, "recovered": 1, "passed": 2, "passed_brief": 2, "negation_gone": 3}
 
 
-class Flag(IntFlag):
+class Flag:
+    """Bits set on a mention (plain ints rather than an IntFlag: enum arithmetic is slow and this runs for
+    every reply)."""
+
     ABSENT = 1  # "no fever"
     GONE = 2  # "not hot anymore", "went white for an hour, fine now"
     HYPOTHETICAL = 4  # "what if it gets pus?"
@@ -47,7 +50,7 @@ class Mention:
     sign: SignInfo
     start: int
     end: int
-    flags: Flag = Flag(0)
+    flags: int = 0
 
     @property
     def present(self) -> bool:
@@ -74,9 +77,11 @@ def apply_context(tokens: Tokens, lexicon: Lexicon, mentions: list[Mention], cue
     if not mentions:
         return
     scope = _Scope(tokens, lexicon, mentions, cues)
-    for trigger in _usable_triggers(cues.triggers, mentions):
-        scope.apply(trigger)
-    scope.apply_harmless(cues.harmless)
+    if cues.triggers:
+        for trigger in _usable_triggers(cues.triggers, mentions):
+            _HANDLERS[trigger.entry.key](scope, trigger)
+    if cues.harmless:
+        scope.apply_harmless(cues.harmless)
     scope.apply_bruises()
 
 
@@ -100,21 +105,23 @@ def _overlaps_any(start: int, end: int, mentions: Iterable[Mention]) -> bool:
 class _Scope:
     def __init__(self, tokens: Tokens, lexicon: Lexicon, mentions: list[Mention], cues: Cues):
         self.tokens, self.words, self.lexicon = tokens, lexicon.words, lexicon
-        self.mentions = sorted(mentions, key=lambda m: (m.start, m.end))
+        self.mentions = mentions  # in reading order: the matcher scans tokens left to right
         self.cues = cues
         self.starting: dict[int, list[Mention]] = {}
         self.ending: dict[int, list[Mention]] = {}
-        for mention in self.mentions:
+        for mention in mentions:
             self.starting.setdefault(mention.start, []).append(mention)
             self.ending.setdefault(mention.end, []).append(mention)
-        self._past_clauses = {tokens.clause[m.start] for m in cues.past}
-        self._persist_clauses = {tokens.clause[m.start] for m in cues.persist}
 
-    # --- dispatch ----------------------------------------------------------------------------------------
-    def apply(self, trigger: Match) -> None:
-        handler: Callable[[Match], None] = getattr(self, f"_on_{trigger.entry.key}")
-        handler(trigger)
+    @cached_property
+    def _past_clauses(self) -> set[int]:
+        return {self.tokens.clause[m.start] for m in self.cues.past}
 
+    @cached_property
+    def _persist_clauses(self) -> set[int]:
+        return {self.tokens.clause[m.start] for m in self.cues.persist}
+
+    # --- triggers ----------------------------------------------------------------------------------------
     def _on_negation(self, trigger: Match) -> None:
         self._flag(self._negated_after(trigger.end), Flag.ABSENT)
 
@@ -249,7 +256,7 @@ class _Scope:
                 and tokens.clause[m.start] not in self._persist_clauses]
 
     @staticmethod
-    def _flag(mentions: Iterable[Mention], flag: Flag) -> None:
+    def _flag(mentions: Iterable[Mention], flag: int) -> None:
         for mention in mentions:
             mention.flags |= flag
 
@@ -307,3 +314,8 @@ class _Scope:
                                                    for i in range(max(start, index - 2), index)):
                 return False
         return True
+
+
+_HANDLERS: dict[str, Callable[[_Scope, Match], None]] = {
+    name.removeprefix("_on_"): function for name, function in vars(_Scope).items() if name.startswith("_on_")
+}

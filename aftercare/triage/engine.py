@@ -3,8 +3,7 @@ lexicons are loaded (once, cached)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from aftercare.triage.context import Cues, Flag, Mention, apply_context
 from aftercare.triage.explain import explain_quiet, explain_signs
@@ -15,10 +14,10 @@ from aftercare.triage.text import PUNCTUATION, QUESTION, Tokens, tokenize
 from aftercare.triage.timeline import estimate_day
 
 PASSED_PREFIX = "passed_"
+Found = dict[str, list[Match]]
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(NamedTuple):
     """A sign the patient has (or had, for a passed one), at the level it decides."""
 
     id: str
@@ -37,53 +36,53 @@ def triage(text: str, lang: str = "en") -> TriageResult:
     """
     lexicon = load_lexicon()
     tokens = tokenize(text, lexicon.words.clause_break, lexicon.stop_words)
-    found = _by_kind(lexicon.matcher.find(tokens))
+    found = lexicon.matcher.find(tokens)
     mentions = _mentions(found, tokens, lexicon)
-    cues = Cues(triggers=found["trigger"], harmless=found["harmless"], hedges=found["hedge"], past=found["past"],
-                persist=found["persist"])
-    apply_context(tokens, lexicon, mentions, cues)
-    contexts = {match.entry.key for match in found["context"]}
-    day = estimate_day(found["timeframe"], tokens, lexicon.numbers)
-    findings = _findings(mentions, contexts, day)
-    if findings:
-        level = max((f.level for f in findings), key=lambda lvl: lvl.rank)
-        return TriageResult(level=level, signs=_sign_ids(findings), explanation=explain_signs(level, findings, lexicon))
+    if mentions:
+        apply_context(tokens, lexicon, mentions, Cues(triggers=found["trigger"], harmless=found["harmless"],
+                                                      hedges=found["hedge"], past=found["past"], persist=found["persist"]))
+        contexts = {match.entry.key for match in found["context"]}
+        findings = _findings(mentions, contexts, estimate_day(found["timeframe"], tokens, lexicon.numbers))
+        if findings:
+            level = max((f.level for f in findings), key=_rank)
+            return TriageResult(level=level, signs=_sign_ids(findings),
+                                explanation=explain_signs(level, findings, lexicon))
     return _quiet(text, tokens, found, mentions, lexicon)
 
 
-def _by_kind(matches: list[Match]) -> defaultdict[str, list[Match]]:
-    grouped: defaultdict[str, list[Match]] = defaultdict(list)
-    for match in matches:
-        grouped[match.entry.kind].append(match)
-    return grouped
+def _rank(level: TriageLevel) -> int:
+    return level.rank
 
 
-def _mentions(found: defaultdict[str, list[Match]], tokens: Tokens, lexicon: Lexicon) -> list[Mention]:
+def _mentions(found: Found, tokens: Tokens, lexicon: Lexicon) -> list[Mention]:
     """Sign matches that stand: their context is there, no exception covers them, no longer sign holds them."""
-    context_sentences = {(m.entry.key, tokens.sentence[m.start]) for m in found["context"]}
-    vetoes = [(m.entry.key, m.start, m.end) for m in found["except"]]
-    kept: list[Match] = []
-    for match in found["sign"]:
-        entry = match.entry
-        if entry.needs and (entry.needs, tokens.sentence[match.start]) not in context_sentences:
-            continue
-        if any(key == entry.key and start <= match.start and match.end <= end for key, start, end in vetoes):
-            continue
-        kept.append(match)
+    matches = found["sign"]
+    if not matches:
+        return []
+    kept = [m for m in matches if _stands(m, found, tokens)]
     signs = lexicon.signs
-    return [Mention(signs[m.entry.key], m.start, m.end) for m in kept if not _held_by_longer(m, kept, lexicon)]
+    return [Mention(signs[m.entry.key], m.start, m.end) for m in kept if not _held_by_longer(m, kept)]
 
 
-def _held_by_longer(match: Match, matches: list[Match], lexicon: Lexicon) -> bool:
+def _stands(match: Match, found: Found, tokens: Tokens) -> bool:
+    entry = match.entry
+    if entry.needs:
+        sentence = tokens.sentence[match.start]
+        if not any(c.entry.key == entry.needs and tokens.sentence[c.start] == sentence for c in found["context"]):
+            return False
+    return not any(veto.entry.key == entry.key and veto.start <= match.start and match.end <= veto.end
+                   for veto in found["except"])
+
+
+def _held_by_longer(match: Match, matches: list[Match]) -> bool:
     """ "swollen tongue" is one sign, not swelling too; a longer phrase only hides signs no more serious
     than its own, so "white stuff" (discharge) cannot hide an emergency unless the lexicon says so."""
-    rank = lexicon.signs[match.entry.key].level.rank
-    length = match.end - match.start
+    rank, length = match.entry.rank, match.end - match.start
     for other in matches:
         if other is match or not (other.start <= match.start and match.end <= other.end):
             continue
         other_length = other.end - other.start
-        if other_length > length and lexicon.signs[other.entry.key].level.rank >= rank:
+        if other_length > length and other.entry.rank >= rank:
             return True
         if other_length == length and other.entry.key == match.entry.key and id(other) < id(match):
             return True
@@ -123,14 +122,14 @@ def _sign_ids(findings: list[Finding]) -> list[str]:
     return list(dict.fromkeys(f.id for f in ordered))
 
 
-def _quiet(text: str, tokens: Tokens, found: defaultdict[str, list[Match]], mentions: list[Mention],
+def _quiet(text: str, tokens: Tokens, found: Found, mentions: list[Mention],
            lexicon: Lexicon) -> TriageResult:
     """No sign stands: a question is routine; thanks, a thumbs-up or only denied signs is ok; anything else
     is routine, so a person reads what the lexicon could not place."""
     has_words = any(word not in PUNCTUATION for word in tokens.words)
     if _asks(tokens, found, lexicon):
         level, reason = TriageLevel.ROUTINE, "question"
-    elif found["positive"] or any(char in lexicon.positive_emoji for char in text):
+    elif found["positive"] or not lexicon.positive_emoji.isdisjoint(text):
         level, reason = TriageLevel.OK, "positive"
     elif any(m.flags == Flag.ABSENT for m in mentions):
         level, reason = TriageLevel.OK, "denied"
@@ -141,7 +140,7 @@ def _quiet(text: str, tokens: Tokens, found: defaultdict[str, list[Match]], ment
     return TriageResult(level=level, signs=[], explanation=explain_quiet(reason))
 
 
-def _asks(tokens: Tokens, found: defaultdict[str, list[Match]], lexicon: Lexicon) -> bool:
+def _asks(tokens: Tokens, found: Found, lexicon: Lexicon) -> bool:
     if QUESTION in tokens.words or found["question"]:
         return True
     return any(_opens_sentence(match.start, tokens, lexicon) for match in found["question_start"])

@@ -38,6 +38,7 @@ TRIGGER_KINDS = frozenset({
     "third_party",  # "my friend", "temen aku"
 })
 MARK_KINDS = ("positive", "question", "question_start", "harmless", "hedge", "past", "persist")
+ENTRY_KINDS = ("sign", "except", "trigger", "context", "timeframe", *MARK_KINDS)
 STRUCTURAL_CLASSES = ("clause_break", "scope_stop", "first_person", "list_link", "or_words", "location_prep",
                       "body_part", "opener")
 _NEGATIONS = ("negation", "negation_gone", "negation_both")
@@ -195,8 +196,9 @@ def _gap_stops(languages: list[tuple[str, dict[str, Any]]], words: Words) -> set
 def _entries(where: str, raw: dict[str, Any], compiler: PhraseCompiler,
              signs: Mapping[str, SignInfo]) -> Iterator[Entry]:
     def make(section: str, phrase: str, kind: str, key: str, value: int = 0, needs: str = "") -> Entry:
+        rank = signs[key].level.rank if kind == "sign" else 0
         try:
-            return Entry(kind=kind, key=key, phrase=compiler.compile(phrase), value=value, needs=needs)
+            return Entry(kind=kind, key=key, phrase=compiler.compile(phrase), value=value, needs=needs, rank=rank)
         except (PhraseError, re.error) as exc:
             raise LexiconError(f"{where}: {section}: {phrase!r}: {exc}") from exc
 

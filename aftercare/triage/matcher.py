@@ -12,7 +12,7 @@ from aftercare.triage.text import PUNCTUATION, Tokens
 _CACHE_LIMIT = 50_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # compared and hashed by identity: cheap in the hot loop
 class Entry:
     """One phrase of the lexicon and what finding it means."""
 
@@ -21,6 +21,7 @@ class Entry:
     phrase: CompiledPhrase
     value: int = 0  # timeframes: days per number found (scale) or the day itself (fixed)
     needs: str = ""  # sign phrases that count only when the sentence has this context ("blurry" needs an eye)
+    rank: int = 0  # signs: the rank of the sign's usual level, so a longer phrase can hide a lesser one
 
 
 class Match(NamedTuple):
@@ -37,6 +38,7 @@ class _Candidates:
     always: tuple[Entry, ...]  # no plain required word to test: try the regex
     keys: frozenset[str]  # required words of the remaining phrases
     by_key: dict[str, tuple[Entry, ...]]  # required word -> phrases that need it
+    none: bool = False  # no phrase starts with this word (most words)
 
 
 class PhraseMatcher:
@@ -50,7 +52,8 @@ class PhraseMatcher:
         self._by_word: dict[str, list[Entry]] = {}
         self._by_prefix: dict[str, list[Entry]] = {}
         self._by_number: list[Entry] = []
-        for entry in dict.fromkeys(entries):  # both languages may list the same phrase
+        unique = {(e.kind, e.key, e.phrase.regex.pattern, e.value, e.needs): e for e in entries}
+        for entry in unique.values():  # both languages may list the same phrase
             phrase = entry.phrase
             for word in phrase.first_words:
                 self._by_word.setdefault(word, []).append(entry)
@@ -60,6 +63,7 @@ class PhraseMatcher:
                 self._by_number.append(entry)
         self._prefix_lengths = sorted({len(prefix) for prefix in self._by_prefix})
         self._cache: dict[str, _Candidates] = {}
+        self.kinds = tuple(sorted({entry.kind for entry in unique.values()}))
 
     def candidates(self, word: str) -> tuple[Entry, ...]:
         """Every phrase that may start at `word` (for tests and tools)."""
@@ -83,7 +87,8 @@ class PhraseMatcher:
                     by_key.setdefault(key, []).append(entry)
         return _Candidates(singles=tuple(e for e in entries if e.phrase.single_word),
                            always=tuple(e for e in entries if not e.phrase.single_word and not e.phrase.required),
-                           keys=frozenset(by_key), by_key={key: tuple(found) for key, found in by_key.items()})
+                           keys=frozenset(by_key), by_key={key: tuple(found) for key, found in by_key.items()},
+                           none=not entries)
 
     def _lookup(self, word: str) -> list[Entry]:
         found: dict[int, Entry] = {}
@@ -99,24 +104,29 @@ class PhraseMatcher:
                 found[id(entry)] = entry
         return list(found.values())
 
-    def find(self, tokens: Tokens) -> list[Match]:
-        matches: list[Match] = []
-        append = matches.append
+    def find(self, tokens: Tokens) -> dict[str, list[Match]]:
+        """Every phrase found, by entry kind (every kind of the lexicon is a key, with a list maybe empty)."""
+        found: dict[str, list[Match]] = {kind: [] for kind in self.kinds}
         present = set(tokens.words)
         cache, joined, starts = self._cache, tokens.joined, tokens.starts
         for index, word in enumerate(tokens.words):
             candidates = cache.get(word) or self._candidates(word)
+            if candidates.none:
+                continue
             for entry in candidates.singles:
-                append(Match(entry, index, index + 1))
-            tried = list(candidates.always)
+                found[entry.kind].append(Match(entry, index, index + 1))
+            tried = candidates.always
             if candidates.keys:
-                for key in candidates.keys.intersection(present):
-                    tried.extend(entry for entry in candidates.by_key[key]
-                                 if not entry.phrase.also_required or not entry.phrase.also_required.isdisjoint(present))
-                if len(tried) > 1:
-                    tried = list(dict.fromkeys(tried))  # an entry may be listed under two of its required words
+                hits = candidates.keys.intersection(present)
+                if hits:
+                    tried = list(tried)
+                    for key in hits:
+                        tried.extend(entry for entry in candidates.by_key[key] if not entry.phrase.also_required
+                                     or not entry.phrase.also_required.isdisjoint(present))
+                    if len(hits) > 1:
+                        tried = list(dict.fromkeys(tried))  # an entry may be listed under two required words
             for entry in tried:
-                found = entry.phrase.regex.match(joined, starts[index])
-                if found is not None:
-                    append(Match(entry, index, tokens.index_at(found.end())))
-        return matches
+                hit = entry.phrase.regex.match(joined, starts[index])
+                if hit is not None:
+                    found[entry.kind].append(Match(entry, index, tokens.index_at(hit.end())))
+        return found

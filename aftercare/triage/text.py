@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_left
+from itertools import accumulate
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -14,7 +15,6 @@ COMMA, STOP, QUESTION = ",", ".", "?"
 PUNCTUATION = frozenset({COMMA, STOP, QUESTION})
 
 _SHORTHANDS = (("w/o", " without "), ("w/", " with "), ("b/c", " because "), ("°", " c "), ("&", " and "))
-_APOSTROPHES = "'’‘`´"
 _APOSTROPHE = re.compile(r"(?<=[a-z])['’‘`´](?=[a-z])")
 # Texting stretches letters ("sooo", "sakiiit") and typos drop doubles ("sweling"), so every run of one
 # letter is folded to a single letter, in the text and in the lexicons alike.
@@ -32,15 +32,22 @@ def fold(word: str) -> str:
     return _RUNS.sub(r"\1", _APOSTROPHE.sub("", word.lower()))
 
 
-def _word_tokens(raw: str) -> tuple[str, ...]:
-    """ "bengkak2nya" -> ("bengkak", "bengkak", "nya"): reduplication expanded, "-nya" split off (so one
-    lexicon word covers "bengkak", "bengkaknya" and "bengkak2"), letter runs collapsed."""
-    found = _FOLDED.get(raw)
-    if found is None:
-        found = tuple(token for part in _reduplicated(raw) for token in _split_nya(_RUNS.sub(r"\1", part)))
-        if len(_FOLDED) >= _FOLDED_LIMIT:
-            _FOLDED.clear()
-        _FOLDED[raw] = found
+def _raw_tokens(raw: str) -> tuple[str, ...]:
+    """The tokens of one raw match: "bengkak2nya" -> ("bengkak", "bengkak", "nya") (reduplication expanded,
+    "-nya" split off so one lexicon word covers "bengkak", "bengkaknya" and "bengkak2", letter runs collapsed);
+    "!!!" -> ("."); "37.9" -> ("37.9",)."""
+    first = raw[0]
+    if "a" <= first <= "z":
+        return tuple(token for part in _reduplicated(raw) for token in _split_nya(_RUNS.sub(r"\1", part)))
+    if first.isdigit():
+        return (raw,)
+    return (_PUNCTUATION_OF.get(raw.strip()[:1] or first, COMMA),)
+
+
+def _cached_tokens(raw: str) -> tuple[str, ...]:
+    if len(_FOLDED) >= _FOLDED_LIMIT:
+        _FOLDED.clear()
+    found = _FOLDED[raw] = _raw_tokens(raw)
     return found
 
 
@@ -68,7 +75,7 @@ def _prepared(text: str) -> str:
     elif "/" in text or "&" in text:
         for short, long in _SHORTHANDS:
             text = text.replace(short, long)
-    if any(mark in text for mark in _APOSTROPHES):
+    if "'" in text or not text.isascii() or "`" in text:
         text = _APOSTROPHE.sub("", text)
     return text
 
@@ -106,35 +113,27 @@ class Tokens:
 def tokenize(text: str, clause_breaks: Collection[str], stop_words: Collection[str] = ()) -> Tokens:
     """`stop_words` ("not", "but", "tapi"...) are marked with a "!" in `joined`: lexicon gaps skip any word
     but those (see phrases.py), so "red but not spreading" is never read as "red ... spreading"."""
-    words: list[str] = []
-    for raw in _TOKEN.findall(_prepared(text)):
-        first = raw[0]
-        if "a" <= first <= "z":
-            words.extend(_word_tokens(raw))
-        elif first.isdigit():
-            words.append(raw)
-        else:
-            words.append(_PUNCTUATION_OF.get(raw.strip()[:1] or first, COMMA))
+    folded = _FOLDED
+    words = [token for raw in _TOKEN.findall(_prepared(text)) for token in (folded.get(raw) or _cached_tokens(raw))]
     shown = [STOP_MARK + word if word in stop_words else word for word in words]
-    starts, offset = [], 0
-    for word in shown:
-        starts.append(offset)
-        offset += len(word) + 1
+    starts = list(accumulate([len(word) + 1 for word in shown], initial=0))
+    starts.pop()
     sentence, clause = _number_sentences_and_clauses(words, clause_breaks)
     return Tokens(words=words, joined=" ".join(shown) + " ", starts=starts, sentence=sentence, clause=clause)
 
 
 def _number_sentences_and_clauses(words: list[str], clause_breaks: Collection[str]) -> tuple[list[int], list[int]]:
     """A stop or question mark ends a sentence; a comma or a word like "but" starts a new clause."""
-    sentence, clause = [0] * len(words), [0] * len(words)
+    sentence: list[int] = []
+    clause: list[int] = []
     current_sentence = current_clause = 0
-    for index, word in enumerate(words):
+    for word in words:
         if word in clause_breaks:
             current_clause += 1
-        sentence[index], clause[index] = current_sentence, current_clause
-        if word == STOP or word == QUESTION:
-            current_sentence += 1
+        sentence.append(current_sentence)
+        clause.append(current_clause)
+        if word in PUNCTUATION:
             current_clause += 1
-        elif word == COMMA:
-            current_clause += 1
+            if word != COMMA:
+                current_sentence += 1
     return sentence, clause
