@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,6 +27,7 @@ def normalize_phone(raw: str, *, region: str | None = None, field: str = "phone"
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+@lru_cache(maxsize=256)
 def phone_region(e164: str) -> str | None:
     """The region of a stored number, used to read local numbers typed for the same clinic."""
     return phonenumbers.region_code_for_number(phonenumbers.parse(e164))

@@ -237,7 +237,26 @@ def _insert_messages(session: Session, clinic: Clinic, created: dict[int, tuple]
         for row in plan_messages(load_protocol(request.treatment), clinic=clinic, request=request, now=now):
             row["enrollment_id"] = enrollment_id
             rows.append(row)
-    if rows:
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        _copy(session, ScheduledMessage.__table__, rows)
+    else:
         session.execute(ScheduledMessage.__table__.insert(), rows)
+
+
+def _copy(session: Session, table: Table, rows: list[dict]) -> None:
+    """PostgreSQL COPY: several times faster than multi-row INSERT for the hundreds of thousands of schedule
+    rows a large import writes. Runs inside the session's transaction."""
+    columns = list(rows[0])
+    cursor = session.connection().connection.driver_connection.cursor()
+    with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([_plain(row[c]) for c in columns])
+
+
+def _plain(value: Any) -> Any:
+    # Our StrEnum members are str subclasses; COPY wants the plain text.
+    return str(value) if isinstance(value, str) else value
 
 
