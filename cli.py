@@ -21,6 +21,9 @@ class AftercareGroup(click.Group):
         except (AftercareError, ConfigError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+        except UnicodeEncodeError:
+            click.echo("error: the input is not valid UTF-8", err=True)
+            sys.exit(1)
 
 
 def session_scope():

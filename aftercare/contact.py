@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -37,7 +37,7 @@ def normalize_email(raw: str | None) -> str | None:
     if raw is None or not raw.strip():
         return None
     text = raw.strip()
-    if len(text) > 254 or not _EMAIL.match(text):
+    if len(text) > 254 or not _EMAIL.match(text) or _CONTROL.search(text):
         raise InputError("invalid email address")
     return text
 
@@ -59,6 +59,10 @@ def parse_treated_at(text: str) -> datetime:
         raise InputError(f"invalid date {text[:40]!r}: use ISO 8601 with an offset, e.g. 2026-11-25T14:30:00+07:00") from None
     if value.tzinfo is None:
         raise InputError(f"date {text[:40]!r} has no UTC offset: add one, e.g. +07:00 or Z")
+    try:
+        value.astimezone(UTC) + timedelta(days=400)
+    except OverflowError:
+        raise InputError(f"date {text[:40]!r} is out of range") from None
     return value
 
 
@@ -70,4 +74,6 @@ def check_name(text: str, *, field: str, max_length: int) -> str:
         raise InputError(f"{field} is too long ({len(value)} characters; at most {max_length})")
     if _CONTROL.search(value):
         raise InputError(f"{field} contains control characters")
+    if any("\ud800" <= ch <= "\udfff" for ch in value):
+        raise InputError(f"{field} is not valid UTF-8")
     return value

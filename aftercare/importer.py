@@ -103,10 +103,18 @@ class _open_csv:
             self.handle.close()
             raise InputError(f"{self.path.name}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
         reader.fieldnames = header
-        return ((reader.line_num, row) for row in reader), header
+        return _rows(reader, self.path), header
 
     def __exit__(self, *exc_info: object) -> None:
         self.handle.close()
+
+
+def _rows(reader: csv.DictReader, path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    try:
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as exc:
+        raise InputError(f"{path.name}: line {reader.line_num}: {exc}") from None
 
 
 class _Rejects:

@@ -193,6 +193,13 @@ class ScheduledMessage(Base):
             postgresql_where=text("status = 'scheduled'"),
             sqlite_where=text("status = 'scheduled'"),
         ),
+        # Pages are claimed first; their own small index finds them without walking due reminders.
+        Index(
+            "ix_messages_due_pages",
+            "due_at",
+            postgresql_where=text("status = 'scheduled' AND kind = 'page'"),
+            sqlite_where=text("status = 'scheduled' AND kind = 'page'"),
+        ),
         Index(
             "ix_messages_lease",
             "claimed_until",

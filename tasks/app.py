@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init
+from kombu import Queue
 
 from aftercare.config import Settings, get_settings
 
@@ -14,7 +15,7 @@ def broker_options(settings: Settings) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
         return {"data_folder_in": str(folder), "data_folder_out": str(folder), "store_processed": False}
     # A task not acknowledged within this time is redelivered; our own claim lease is the real safety net.
-    return {"visibility_timeout": 3600}
+    return {"visibility_timeout": 3600, "queue_order_strategy": "priority"}
 
 
 def make_app(settings: Settings | None = None) -> Celery:
@@ -28,7 +29,9 @@ def make_app(settings: Settings | None = None) -> Celery:
         result_backend=None,
         task_serializer="json",
         accept_content=["json"],
-        worker_prefetch_multiplier=4,
+        worker_prefetch_multiplier=1,
+        task_queues=(Queue("dispatch"), Queue("celery")),
+        task_routes={"tasks.dispatch.tick": {"queue": "dispatch"}},
         worker_hijack_root_logger=False,
         beat_schedule={
             "dispatch-tick": {

@@ -9,7 +9,8 @@ from tasks.app import app
 
 @app.task(name="tasks.dispatch.tick", ignore_result=True)
 def tick() -> dict[str, int]:
-    return run_tick(lambda ids, token: deliver.delay(ids, token))
+    return run_tick(lambda ids, token, urgent=False: deliver.apply_async((ids, token),
+                                                                        queue="dispatch" if urgent else "celery"))
 
 
 @app.task(name="tasks.dispatch.deliver", ignore_result=True)

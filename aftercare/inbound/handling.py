@@ -65,7 +65,9 @@ def handle_inbound_sms(session: Session, *, sid: str, from_number: str, to_numbe
     previous = session.scalar(select(InboundMessage).where(InboundMessage.provider_sid == sid))
     if previous is not None:
         return _replay(previous)
-    sender = _normalise_sender(from_number)
+    body = _storable(body)
+    sender = _normalise_sender(_storable(from_number))
+    to_number = _normalise_sender(_storable(to_number)) if to_number else None
     inbound = InboundMessage(provider_sid=sid, from_phone=sender, to_phone=to_number, body=body[:MAX_BODY],
                              received_at=now)
     try:
@@ -82,6 +84,11 @@ def handle_inbound_sms(session: Session, *, sid: str, from_number: str, to_numbe
                  escalation_id=outcome.escalation_id)
     log.info("inbound %s handled as %s level=%s", inbound.id, outcome.handling, outcome.level)
     return outcome
+
+
+def _storable(text: str) -> str:
+    """PostgreSQL text holds no NUL, and UTF-8 has no lone surrogates: drop the one, replace the others."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
 def _replay(previous: InboundMessage) -> Outcome:

@@ -21,6 +21,7 @@ def apply_status(session: Session, *, message_sid: str, status: str, error_code:
     if row is None:
         return False
     status = (status or "").lower()
+    error_code = error_code.replace("\x00", "")[:32] if error_code else None
     if status == "delivered" and row.status in (MessageStatus.SENT, MessageStatus.CLAIMED):
         row.status, row.delivered_at = MessageStatus.DELIVERED, now
     elif status in ("undelivered", "failed") and row.status != MessageStatus.FAILED:

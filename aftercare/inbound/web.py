@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     def inbound_sms() -> Response:
         params = require_signature()
         sid, sender, body = params.get("MessageSid", ""), params.get("From", ""), params.get("Body", "")
-        if not sid or not sender or len(sid) > 64:
+        if not sid or not sender or len(sid) > 64 or "\x00" in sid:
             abort(400)
         with session_scope() as session:
             outcome = handle_inbound_sms(session, sid=sid, from_number=sender, to_number=params.get("To"), body=body)
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     def status_callback() -> Response:
         params = require_signature()
         sid = params.get("MessageSid") or params.get("SmsSid") or ""
-        if not sid or len(sid) > 64:
+        if not sid or len(sid) > 64 or "\x00" in sid:
             abort(400)
         with session_scope() as session:
             apply_status(session, message_sid=sid, status=params.get("MessageStatus", ""),

@@ -58,6 +58,9 @@ def deliver_batch(ids: list[int], token: str, *, settings: Settings | None = Non
     settings = settings or get_settings()
     now = utcnow()
     with session_factory()() as session:
+        # A task may have waited in the queue for a while: take the lease afresh before trusting the claim.
+        # Only rows still carrying our token are renewed; a row another tick re-claimed is theirs now.
+        ids = renew_lease(session, ids, token, until=now + timedelta(seconds=settings.claim_lease_seconds))
         rows = _load_claimed(session, ids, token)
         held = _enrollments_under_escalation(session, {r.enrollment_id for r in rows if r.enrollment_id})
         decisions = [(row.id, decide(row, held=held, settings=settings, now=now)) for row in rows]
@@ -75,11 +78,26 @@ def deliver_batch(ids: list[int], token: str, *, settings: Settings | None = Non
     return counts
 
 
+def renew_lease(session: Session, ids: list[int], token: str, *, until: datetime) -> list[int]:
+    renewed = session.scalars(update(M).where(M.id.in_(ids), M.claim_token == token,
+                                              M.status == MessageStatus.CLAIMED)
+                              .values(claimed_until=until).returning(M.id)).all()
+    session.commit()
+    return list(renewed)
+
+
 def _send_chunk(items: list[tuple[int, OutgoingMessage]], token: str, settings: Settings) -> Counter:
-    """One thread's share of a batch, sent in order over one database connection held for the chunk."""
+    """One thread's share of a batch, sent in order over one database connection held for the chunk.
+    A chunk slowed down (rate limit, provider latency) past half its lease renews each row before sending it,
+    so an expired lease can never let a second worker send the same row."""
+    lease = timedelta(seconds=settings.claim_lease_seconds)
+    renew_after = utcnow() + lease / 2
     counts: Counter = Counter()
     with OutcomeWriter() as writer:
         for row_id, message in items:
+            if utcnow() > renew_after and not writer.write(row_id, token, {"claimed_until": utcnow() + lease}):
+                counts["lost_claim"] += 1
+                continue
             counts[send_one(row_id, message, token=token, settings=settings, writer=writer)] += 1
     return counts
 

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from aftercare.models import (
@@ -42,23 +42,30 @@ def _reminders_may_go():
     return or_(M.kind != MessageKind.REMINDER, and_(enrollment_active, ~open_escalation))
 
 
-def _due_ids(now: datetime, limit: int):
-    return (select(M.id).where(M.status == MessageStatus.SCHEDULED, M.due_at <= now, _reminders_may_go())
+def _kind_filter(pages: bool):
+    return M.kind == MessageKind.PAGE if pages else M.kind != MessageKind.PAGE
+
+
+def _due_ids(now: datetime, limit: int, pages: bool):
+    return (select(M.id).where(M.status == MessageStatus.SCHEDULED, M.due_at <= now, _kind_filter(pages),
+                               _reminders_may_go())
             .order_by(M.due_at).limit(limit))
 
 
-def _expired_ids(now: datetime, limit: int):
-    return select(M.id).where(M.status == MessageStatus.CLAIMED, M.claimed_until < now).limit(limit)
+def _expired_ids(now: datetime, limit: int, pages: bool):
+    return select(M.id).where(M.status == MessageStatus.CLAIMED, M.claimed_until < now, _kind_filter(pages)).limit(limit)
 
 
-def claim_due_messages(session: Session, *, limit: int, lease_seconds: int, now: datetime | None = None) -> Claim:
-    """Claim up to `limit` due rows (and rows whose lease expired) and commit. Safe to run concurrently:
-    PostgreSQL skips rows another dispatcher holds; SQLite serialises writers and the UPDATE re-checks status."""
+def claim_due_messages(session: Session, *, limit: int, lease_seconds: int, now: datetime | None = None,
+                       pages: bool = False) -> Claim:
+    """Claim up to `limit` due rows (and rows whose lease expired) and commit: pages, or everything else.
+    Safe to run concurrently: PostgreSQL skips rows another dispatcher holds; SQLite serialises writers and
+    the UPDATE re-checks status."""
     now = now or utcnow()
     token = uuid.uuid4().hex
     ids: list[int] = []
-    for status, candidates in ((MessageStatus.CLAIMED, _expired_ids(now, limit)),
-                               (MessageStatus.SCHEDULED, _due_ids(now, limit))):
+    for status, candidates in ((MessageStatus.CLAIMED, _expired_ids(now, limit, pages)),
+                               (MessageStatus.SCHEDULED, _due_ids(now, limit, pages))):
         if len(ids) >= limit:
             break
         locked = candidates.limit(limit - len(ids)).with_for_update(skip_locked=True, of=M)
@@ -72,6 +79,13 @@ def claim_due_messages(session: Session, *, limit: int, lease_seconds: int, now:
         ids.extend(claimed)
     session.commit()
     return Claim(token=token, ids=sorted(ids))
+
+
+def in_flight(session: Session, *, now: datetime | None = None) -> int:
+    """Rows claimed and still within their lease: queued or being sent right now."""
+    now = now or utcnow()
+    return session.scalar(select(func.count()).select_from(M).where(M.status == MessageStatus.CLAIMED,
+                                                                    M.claimed_until >= now))
 
 
 def batches(ids: list[int], size: int) -> list[list[int]]:

@@ -8,21 +8,31 @@ from collections.abc import Callable
 from aftercare.config import Settings, get_settings
 from aftercare.db import session_factory
 from aftercare.schedule.delivery import deliver_batch
-from aftercare.schedule.dispatcher import batches, claim_due_messages
+from aftercare.schedule.dispatcher import Claim, batches, claim_due_messages, in_flight
 
-Enqueue = Callable[[list[int], str], None]
+Enqueue = Callable[..., None]  # (ids, token, urgent=False)
 
 
 def tick(enqueue: Enqueue, *, settings: Settings | None = None) -> dict[str, int]:
-    """Claim what is due and enqueue it. The claim is committed before the first enqueue."""
+    """Claim what is due and enqueue it; each claim is committed before its first enqueue.
+
+    Pages are claimed first and go on the urgent queue, so an emergency never waits behind reminders.
+    Reminders are claimed only up to what the workers have not yet started: a backlog waits in the
+    database, not in the broker, where it could outlive its lease and be claimed twice.
+    """
     settings = settings or get_settings()
     paged = _sweep_escalations()
     with session_factory()() as session:
-        claim = claim_due_messages(session, limit=settings.dispatch_claim_limit,
-                                   lease_seconds=settings.claim_lease_seconds)
-    for batch in batches(claim.ids, settings.dispatch_batch_size):
-        enqueue(batch, claim.token)
-    return {"claimed": len(claim.ids), "paged": paged}
+        pages = claim_due_messages(session, limit=settings.dispatch_claim_limit,
+                                   lease_seconds=settings.claim_lease_seconds, pages=True)
+        if pages.ids:
+            enqueue(pages.ids, pages.token, urgent=True)
+        budget = settings.dispatch_claim_limit - in_flight(session)
+        reminders = (claim_due_messages(session, limit=budget, lease_seconds=settings.claim_lease_seconds)
+                     if budget > 0 else Claim(token="", ids=[]))
+    for batch in batches(reminders.ids, settings.dispatch_batch_size):
+        enqueue(batch, reminders.token)
+    return {"claimed": len(pages.ids) + len(reminders.ids), "paged": paged}
 
 
 def dispatch_once(*, settings: Settings | None = None) -> dict[str, int]:
@@ -30,7 +40,7 @@ def dispatch_once(*, settings: Settings | None = None) -> dict[str, int]:
     settings = settings or get_settings()
     counts: Counter = Counter()
 
-    def deliver_now(ids: list[int], token: str) -> None:
+    def deliver_now(ids: list[int], token: str, urgent: bool = False) -> None:
         counts.update(deliver_batch(ids, token, settings=settings))
 
     result = tick(deliver_now, settings=settings)

@@ -89,13 +89,20 @@ def _usable_triggers(triggers: list[Match], mentions: list[Mention]) -> list[Mat
     """No trigger may sit inside a sign ("can't see properly" is a sign, not a negation of one); of the rest,
     the longest wins where they overlap ("not sure if" over "if"), a pseudo-trigger before any other."""
     outside = [t for t in triggers if not _overlaps_any(t.start, t.end, mentions)]
+    if len(outside) > 1:
+        outside.sort(key=_longest_first)
     chosen: list[Match] = []
     last_end = -1
-    for match in sorted(outside, key=lambda m: (m.start, m.start - m.end, _PRIORITY.get(m.entry.key, 9))):
+    for match in outside:
         if match.start >= last_end:
-            chosen.append(match)
             last_end = match.end
-    return [t for t in chosen if t.entry.key != "pseudo"]
+            if match.entry.key != "pseudo":
+                chosen.append(match)
+    return chosen
+
+
+def _longest_first(match: Match) -> tuple[int, int, int]:
+    return match.start, match.start - match.end, _PRIORITY.get(match.entry.key, 9)
 
 
 def _overlaps_any(start: int, end: int, mentions: Iterable[Mention]) -> bool:
@@ -141,6 +148,8 @@ class _Scope:
         self._flag([m for m in found if m.flags & Flag.ABSENT], Flag.GONE)
 
     def _on_recovered(self, trigger: Match) -> None:
+        if self.tokens.ends_with_question(trigger.start):  # "is it back to normal?" asks, it does not tell
+            return
         self._flag(self._negated_before(trigger.start, RECOVERY_WINDOW), Flag.GONE)
         if self._speaks_of_nothing_else(trigger):
             self._flag(self._past_signs_before(trigger), Flag.GONE)
@@ -232,6 +241,8 @@ class _Scope:
         while end < min(size, index + THIRD_PARTY_WINDOW):
             word = words[end]
             if word in (".", "?") or word in self.words.first_person or word in self.words.clause_break:
+                break
+            if len(word) > 4 and word.endswith("ku"):  # "bibirku": the patient speaks of herself again
                 break
             end += 1
         return [m for m in self.mentions if index <= m.start < end]

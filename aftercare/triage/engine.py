@@ -7,14 +7,17 @@ from typing import NamedTuple
 
 from aftercare.triage.context import Cues, Flag, Mention, apply_context
 from aftercare.triage.explain import explain_quiet, explain_signs
-from aftercare.triage.levels import TriageLevel, TriageResult
+from aftercare.triage.levels import RANK, TriageLevel, TriageResult
 from aftercare.triage.lexicon import Lexicon, SignInfo, load_lexicon
 from aftercare.triage.matcher import Match
-from aftercare.triage.text import PUNCTUATION, QUESTION, Tokens, tokenize
+from aftercare.triage.text import COMMA, QUESTION, STOP, Tokens, tokenize
 from aftercare.triage.timeline import estimate_day
 
 PASSED_PREFIX = "passed_"
+_SENTENCE_ENDS = frozenset({STOP, QUESTION})
 Found = dict[str, list[Match]]
+# A reply whose only signs are denied ("no fever") or explained away ("the white was my concealer") is ok.
+_NOTHING_WRONG = frozenset({Flag.ABSENT, Flag.EXPLAINED, Flag.ABSENT | Flag.EXPLAINED})
 
 
 class Finding(NamedTuple):
@@ -44,14 +47,15 @@ def triage(text: str, lang: str = "en") -> TriageResult:
         contexts = {match.entry.key for match in found["context"]}
         findings = _findings(mentions, contexts, estimate_day(found["timeframe"], tokens, lexicon.numbers))
         if findings:
-            level = max((f.level for f in findings), key=_rank)
-            return TriageResult(level=level, signs=_sign_ids(findings),
-                                explanation=explain_signs(level, findings, lexicon))
+            ordered = sorted(findings, key=_severity_then_position)
+            level = ordered[0].level
+            return TriageResult(level=level, signs=list(dict.fromkeys(f.id for f in ordered)),
+                                explanation=explain_signs(level, ordered, lexicon))
     return _quiet(text, tokens, found, mentions, lexicon)
 
 
-def _rank(level: TriageLevel) -> int:
-    return level.rank
+def _severity_then_position(finding: Finding) -> tuple[int, int]:
+    return -RANK[finding.level], finding.position
 
 
 def _mentions(found: Found, tokens: Tokens, lexicon: Lexicon) -> list[Mention]:
@@ -59,9 +63,12 @@ def _mentions(found: Found, tokens: Tokens, lexicon: Lexicon) -> list[Mention]:
     matches = found["sign"]
     if not matches:
         return []
-    kept = [m for m in matches if _stands(m, found, tokens)]
+    if found["except"] or any(m.entry.needs for m in matches):
+        matches = [m for m in matches if _stands(m, found, tokens)]
+    if len(matches) > 1:
+        matches = [m for m in matches if not _held_by_longer(m, matches)]
     signs = lexicon.signs
-    return [Mention(signs[m.entry.key], m.start, m.end) for m in kept if not _held_by_longer(m, kept)]
+    return [Mention(signs[m.entry.key], m.start, m.end) for m in matches]
 
 
 def _stands(match: Match, found: Found, tokens: Tokens) -> bool:
@@ -95,7 +102,7 @@ def _findings(mentions: list[Mention], contexts: set[str], day: int | None) -> l
         level = level_of(mention.sign, contexts, day)
         if mention.present:
             findings.append(Finding(mention.sign.id, mention.sign, level, mention.start))
-        elif mention.passed and level is TriageLevel.EMERGENCY:
+        elif mention.passed and mention.sign.passed_matters and level is TriageLevel.EMERGENCY:
             # An occlusion sign that came and went still needs a clinician's eyes today.
             findings.append(Finding(PASSED_PREFIX + mention.sign.id, mention.sign, TriageLevel.URGENT,
                                     mention.start, passed=True))
@@ -117,23 +124,17 @@ def level_of(sign: SignInfo, contexts: set[str], day: int | None) -> TriageLevel
     return sign.level
 
 
-def _sign_ids(findings: list[Finding]) -> list[str]:
-    ordered = sorted(findings, key=lambda f: (-f.level.rank, f.position))
-    return list(dict.fromkeys(f.id for f in ordered))
-
-
 def _quiet(text: str, tokens: Tokens, found: Found, mentions: list[Mention],
            lexicon: Lexicon) -> TriageResult:
     """No sign stands: a question is routine; thanks, a thumbs-up or only denied signs is ok; anything else
     is routine, so a person reads what the lexicon could not place."""
-    has_words = any(word not in PUNCTUATION for word in tokens.words)
     if _asks(tokens, found, lexicon):
         level, reason = TriageLevel.ROUTINE, "question"
     elif found["positive"] or not lexicon.positive_emoji.isdisjoint(text):
         level, reason = TriageLevel.OK, "positive"
-    elif any(m.flags == Flag.ABSENT for m in mentions):
+    elif any(m.flags in _NOTHING_WRONG for m in mentions):
         level, reason = TriageLevel.OK, "denied"
-    elif not has_words and not text.strip():
+    elif not text.strip():
         level, reason = TriageLevel.OK, "empty"
     else:
         level, reason = TriageLevel.ROUTINE, "unplaced"
@@ -147,7 +148,9 @@ def _asks(tokens: Tokens, found: Found, lexicon: Lexicon) -> bool:
 
 
 def _opens_sentence(index: int, tokens: Tokens, lexicon: Lexicon) -> bool:
-    """ "when can I go to the gym" asks; "hi kak, kapan boleh olahraga" too; "sore when I touch it" does not."""
-    while index > 0 and tokens.words[index - 1] in lexicon.words.opener:
+    """ "when can I go to the gym" asks; "hi kak, kapan boleh olahraga" too; "sore when I touch it" and
+    "thanks, will do" do not."""
+    words, openers = tokens.words, lexicon.words.opener
+    while index > 0 and (words[index - 1] in openers or words[index - 1] == COMMA):
         index -= 1
-    return index == 0 or tokens.words[index - 1] in PUNCTUATION
+    return index == 0 or words[index - 1] in _SENTENCE_ENDS

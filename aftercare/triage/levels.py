@@ -15,10 +15,10 @@ class TriageLevel(StrEnum):
     @property
     def rank(self) -> int:
         """Higher is more serious, so `max(levels, key=rank)` is the level that decides."""
-        return _RANK[self]
+        return RANK[self]
 
 
-_RANK = {TriageLevel.OK: 0, TriageLevel.ROUTINE: 1, TriageLevel.URGENT: 2, TriageLevel.EMERGENCY: 3}
+RANK = {TriageLevel.OK: 0, TriageLevel.ROUTINE: 1, TriageLevel.URGENT: 2, TriageLevel.EMERGENCY: 3}
 
 
 @dataclass(frozen=True, slots=True)

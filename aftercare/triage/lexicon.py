@@ -42,7 +42,7 @@ ENTRY_KINDS = ("sign", "except", "trigger", "context", "timeframe", *MARK_KINDS)
 STRUCTURAL_CLASSES = ("clause_break", "scope_stop", "first_person", "list_link", "or_words", "location_prep",
                       "body_part", "opener")
 _NEGATIONS = ("negation", "negation_gone", "negation_both")
-_SIGN_FIELDS = {"level", "group", "label", "explainable", "bruise_colour", "rules"}
+_SIGN_FIELDS = {"level", "group", "label", "explainable", "bruise_colour", "passed_matters", "rules"}
 _RULE_FIELDS = {"level", "context", "without", "day_at_most", "day_at_least"}
 
 
@@ -69,6 +69,7 @@ class SignInfo:
     label: str
     explainable: bool = False  # a harmless cause can explain it ("the white was my concealer")
     bruise_colour: bool = False  # a bruise in the same breath explains it ("bruise, a bit blue")
+    passed_matters: bool = False  # having had it, even briefly, needs a clinician ("went white for an hour")
     rules: tuple[Rule, ...] = ()
 
 
@@ -148,13 +149,14 @@ def _phrases(where: str, raw: object) -> list[str]:
 def _sign_info(where: str, sign_id: str, raw: object, groups: Mapping[str, str]) -> SignInfo:
     here = f"{where}: sign '{sign_id}'"
     if not isinstance(raw, dict) or set(raw) - _SIGN_FIELDS or not {"level", "group", "label"} <= set(raw):
-        raise LexiconError(f"{here}: expected level, group and label (optional: explainable, bruise_colour, rules)")
+        raise LexiconError(f"{here}: expected level, group and label "
+                           "(optional: explainable, bruise_colour, passed_matters, rules)")
     if raw["group"] not in groups:
         raise LexiconError(f"{here}: unknown group {raw['group']!r}")
     rules = tuple(_rule(f"{here}: rule {number}", item) for number, item in enumerate(raw.get("rules") or [], 1))
     return SignInfo(id=sign_id, level=_level(here, raw["level"]), group=raw["group"], label=str(raw["label"]),
                     explainable=bool(raw.get("explainable")), bruise_colour=bool(raw.get("bruise_colour")),
-                    rules=rules)
+                    passed_matters=bool(raw.get("passed_matters")), rules=rules)
 
 
 def _rule(where: str, raw: object) -> Rule:
@@ -186,10 +188,12 @@ def _merged_classes(languages: list[tuple[str, dict[str, Any]]]) -> dict[str, li
 
 def _gap_stops(languages: list[tuple[str, dict[str, Any]]], words: Words) -> set[str]:
     """A gap in a phrase may not swallow a negation or a "but": "red but not spreading" is no spreading redness."""
-    stops = set(words.clause_break | words.scope_stop)
-    for _, raw in languages:
+    stops = set(words.clause_break)
+    for where, raw in languages:
         for kind in _NEGATIONS:
-            stops.update(fold(phrase) for phrase in (raw.get("triggers") or {}).get(kind, []) if " " not in phrase)
+            for phrase in _phrases(f"{where}: triggers: {kind}", (raw.get("triggers") or {}).get(kind, [])):
+                if " " not in phrase.strip():  # one-word negations: "no|not|nothing", "gak|ga|nggak"
+                    stops.update(fold(word) for word in phrase.split("|") if word.isalpha())
     return stops
 
 

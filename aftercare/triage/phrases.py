@@ -11,6 +11,8 @@ A phrase is a list of space-separated token specs, matched against whole tokens 
     [spec]    the spec, or nothing
     ~  ~N     up to 3 (or N) ordinary words; a gap never crosses punctuation, a negation or a word like "but"
     $         the end of the clause (a comma, stop or question mark follows, or the reply ends)
+    >spec     (last only) the spec must follow, but is not part of the match: "will it >swell|bruise" is a
+              hypothetical cue that leaves "swell" to be read as a sign inside its scope
 
 The first spec must be a required word, class or number: phrases are looked up by their first token.
 """
@@ -78,6 +80,8 @@ class PhraseCompiler:
             raise PhraseError(f"{phrase!r}: the first token must be required (not a gap or [optional])")
         if _GAP.match(specs[-1]):
             raise PhraseError(f"{phrase!r}: a phrase cannot end with a gap")
+        if any(spec.startswith(">") for spec in specs[:-1]) or specs[0].startswith(">"):
+            raise PhraseError(f"{phrase!r}: only the last token, not the first, may be a look-ahead (>spec)")
         first = _FirstToken(words=set(), prefixes=set())
         parts, required = [], []
         for index, spec in enumerate(specs):
@@ -95,6 +99,8 @@ class PhraseCompiler:
     def _unit(self, spec: str, first: _FirstToken | None, plain: _Plain) -> str:
         if spec == "$":
             return "(?=[,.?] |$)"
+        if spec.startswith(">"):
+            return f"(?={self._alternatives(spec[1:], None, _Plain(words=set()))} )"
         gap = _GAP.match(spec)
         if gap:
             return f"(?:{GAP_WORD} ){{0,{int(gap.group(1) or _DEFAULT_GAP)}}}?"

@@ -23,8 +23,22 @@ _RUNS = re.compile(r"([a-z])\1+")
 _TOKEN = re.compile(r"\d+(?:[.,/]\d+)?|[a-z]+(?:2[a-z]*)?|[.!;\n…]+|\?+|[,:()+—–]|\s-+\s")
 _NOT_REDUPLICATED = frozenset({"day", "hari", "hr", "hrs", "jam", "week", "wek", "minggu", "min", "mins"})
 _PUNCTUATION_OF = {"?": QUESTION, ".": STOP, "!": STOP, ";": STOP, "\n": STOP, "…": STOP}
-_FOLDED: dict[str, tuple[str, ...]] = {}  # raw word -> its tokens; replies reuse a small vocabulary
-_FOLDED_LIMIT = 50_000
+_DASHES = frozenset("-–—")
+_CHUNKS_LIMIT = 50_000
+
+
+class _ChunkTokens(dict[str, tuple[str, ...]]):
+    """Whitespace-separated chunk -> its tokens ("pain," -> ("pain", ",")), computed once: replies reuse a
+    small vocabulary, so most chunks cost one dict lookup instead of a regex scan."""
+
+    def __missing__(self, chunk: str) -> tuple[str, ...]:
+        if len(self) >= _CHUNKS_LIMIT:
+            self.clear()
+        tokens = self[chunk] = _chunk_tokens(chunk)
+        return tokens
+
+
+_CHUNKS = _ChunkTokens()
 
 
 def fold(word: str) -> str:
@@ -44,11 +58,10 @@ def _raw_tokens(raw: str) -> tuple[str, ...]:
     return (_PUNCTUATION_OF.get(raw.strip()[:1] or first, COMMA),)
 
 
-def _cached_tokens(raw: str) -> tuple[str, ...]:
-    if len(_FOLDED) >= _FOLDED_LIMIT:
-        _FOLDED.clear()
-    found = _FOLDED[raw] = _raw_tokens(raw)
-    return found
+def _chunk_tokens(chunk: str) -> tuple[str, ...]:
+    if _DASHES.issuperset(chunk):  # a dash standing alone between words: "fine - thanks"
+        return (COMMA,)
+    return tuple(token for raw in _TOKEN.findall(chunk) for token in _raw_tokens(raw))
 
 
 def _reduplicated(raw: str) -> tuple[str, ...]:
@@ -113,8 +126,10 @@ class Tokens:
 def tokenize(text: str, clause_breaks: Collection[str], stop_words: Collection[str] = ()) -> Tokens:
     """`stop_words` ("not", "but", "tapi"...) are marked with a "!" in `joined`: lexicon gaps skip any word
     but those (see phrases.py), so "red but not spreading" is never read as "red ... spreading"."""
-    folded = _FOLDED
-    words = [token for raw in _TOKEN.findall(_prepared(text)) for token in (folded.get(raw) or _cached_tokens(raw))]
+    prepared, chunks = _prepared(text), _CHUNKS
+    if "\n" in prepared:
+        prepared = prepared.replace("\n", " . ")  # a line break ends a sentence
+    words = [token for chunk in prepared.split() for token in chunks[chunk]]
     shown = [STOP_MARK + word if word in stop_words else word for word in words]
     starts = list(accumulate([len(word) + 1 for word in shown], initial=0))
     starts.pop()
