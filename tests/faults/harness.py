@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -82,6 +83,26 @@ class PrivateRedis:
 
     def __exit__(self, *exc_info: object) -> None:
         self.kill()
+
+
+class Supervisor:
+    """Starts a process again when it exits, as `restart: unless-stopped` does in docker-compose.yml.
+
+    Celery's worker can die of a kombu error when Redis goes away mid-read ("Unrecoverable error:
+    AttributeError: 'NoneType' object has no attribute 'hostname'", upstream celery/celery#10205 and
+    celery/kombu#970): production relies on the supervisor, so the test does too, and counts the restarts.
+    """
+
+    def __init__(self, start: Callable[[], subprocess.Popen]) -> None:
+        self._start = start
+        self.process = start()
+        self.restarts = 0
+
+    def check(self) -> bool:
+        if self.process.poll() is not None:
+            self.restarts += 1
+            self.process = self._start()
+        return True
 
 
 def seed_due_reminders(count: int, *, per_patient: int = 25, phone_base: int = 6281300000000) -> list[str]:

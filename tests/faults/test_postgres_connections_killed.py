@@ -24,7 +24,7 @@ from tests.processes import AUTH_TOKEN, start_beat, start_worker, stop, wait_unt
 
 pytestmark = pytest.mark.slow
 
-MESSAGES = 1500
+MESSAGES = 1000
 TERMINATIONS = 3
 PROCESSES, SEND_THREADS = 2, 2
 

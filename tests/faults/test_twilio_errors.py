@@ -28,7 +28,7 @@ from tests.processes import AUTH_TOKEN, start_beat, start_worker, stop, wait_unt
 
 pytestmark = pytest.mark.slow
 
-MESSAGES = 600
+MESSAGES = 500
 FAIL_RATE = 0.2
 RETRY_BASE = 1.0  # longer than a dispatcher tick, so a retry that ignored its backoff would show
 MAX_ATTEMPTS = 10
