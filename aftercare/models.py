@@ -115,9 +115,7 @@ class Clinic(Base):
     quiet_end: Mapped[str] = mapped_column(String(5), default="08:00")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    oncall: Mapped[list[OnCallStaff]] = relationship(
-        back_populates="clinic", order_by="OnCallStaff.position", lazy="selectin"
-    )
+    oncall: Mapped[list[OnCallStaff]] = relationship(back_populates="clinic", order_by="OnCallStaff.position")
 
 
 class OnCallStaff(Base):

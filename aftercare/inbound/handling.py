@@ -76,7 +76,8 @@ def handle_inbound_sms(session: Session, *, sid: str, from_number: str, to_numbe
             session.flush()
     except IntegrityError:  # the same webhook retried concurrently: the first one handles it
         return _replay(session.scalar(select(InboundMessage).where(InboundMessage.provider_sid == sid)))
-    outcome = _process(session, inbound, now)
+    with session.no_autoflush:  # one UPDATE of the inbound row at the end, not one per field as it is learned
+        outcome = _process(session, inbound, now)
     inbound.handling, inbound.level, inbound.signs = outcome.handling, outcome.level, outcome.signs
     inbound.answer, inbound.escalation_id = outcome.answer, outcome.escalation_id
     audit.record(session, actor="patient" if inbound.patient_id else "sender", action="inbound.received",
