@@ -48,8 +48,15 @@ def get_engine() -> Engine:
     return engine_for(url)
 
 
+_factories: dict[Engine, sessionmaker[Session]] = {}
+
+
 def session_factory() -> sessionmaker[Session]:
-    return sessionmaker(get_engine(), expire_on_commit=False)
+    """One sessionmaker per engine: building one sets up SQLAlchemy's event dispatch, too slow per message."""
+    engine = get_engine()
+    if engine not in _factories:
+        _factories[engine] = sessionmaker(engine, expire_on_commit=False)
+    return _factories[engine]
 
 
 @contextmanager
@@ -71,3 +78,4 @@ def reset_engines() -> None:
     for engine in _engines.values():
         engine.dispose()
     _engines.clear()
+    _factories.clear()

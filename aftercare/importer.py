@@ -208,11 +208,16 @@ def _upsert_patients(session: Session, clinic: Clinic, requests: list[Enrollment
                                   "email": r.email, "timezone": r.timezone, "language": r.language,
                                   "sms_consent": r.sms_consent, "email_consent": r.email_consent,
                                   "created_at": utcnow()})
-    statement = _insert(session, Patient.__table__).on_conflict_do_nothing(index_elements=["clinic_id", "phone"])
-    session.execute(statement, list(rows.values()))
-    found = session.execute(select(Patient.phone, Patient.id).where(Patient.clinic_id == clinic.id,
-                                                                    Patient.phone.in_(list(rows))))
-    return dict(found.all())
+    table = Patient.__table__
+    statement = (_insert(session, table).on_conflict_do_nothing(index_elements=["clinic_id", "phone"])
+                 .returning(table.c.phone, table.c.id))
+    ids = dict(session.execute(statement, list(rows.values())).all())
+    # Only patients already present (a re-import, a returning patient) need looking up.
+    known = [phone for phone in rows if phone not in ids]
+    if known:
+        ids.update(session.execute(select(Patient.phone, Patient.id).where(Patient.clinic_id == clinic.id,
+                                                                           Patient.phone.in_(known))).all())
+    return ids
 
 
 def _existing_sessions(session: Session, clinic: Clinic, keys: list[tuple]) -> set[tuple]:

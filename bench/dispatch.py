@@ -44,11 +44,15 @@ from bench.common import (
 )
 from tests.processes import service_env
 
-COUNTS = {False: 50_000, True: 5_000}
-WARM_UP = 200
+COUNTS = {False: 50_000, True: 1_000}
+# Through the whole path first: both children, their send threads and connections (less in a quick run).
+WARM_UP = {False: 300, True: 100}
 QUEUE = "celery"  # the default queue the production worker consumes
 PARKED = "bench:parked"
 FINAL = ("sent", "failed", "skipped", "cancelled", "delivered")
+# How often the driver looks whether the no-op tasks are done: finer costs CPU the worker under test would use
+# (at 10 ms it took 6% of the machine), coarser blurs the end of a short run.
+POLL_SECONDS = 0.05
 
 
 def tuning() -> dict[str, object]:
@@ -66,8 +70,8 @@ def run(*, quick: bool) -> Result:
     result = Result("dispatch", details={"messages": count, "worker_concurrency": concurrency, "pool": "prefork",
                                          "settings": knobs})
     with scratch_home() as home, redis_db():
-        noop = measure_noop(count, concurrency=concurrency, home=home, knobs=knobs)
-        ours = measure_ours(count, concurrency=concurrency, home=home, knobs=knobs)
+        noop = measure_noop(count, WARM_UP[quick], concurrency=concurrency, home=home, knobs=knobs)
+        ours = measure_ours(count, WARM_UP[quick], concurrency=concurrency, home=home, knobs=knobs)
     result.details.update(noop=noop, ours=ours)
     result.add(metric("delivery rate", ours["rate"], "msg/s", at_least=1000))
     result.add(metric("no-op task rate (1 task per message)", noop["rate"], "task/s"))
@@ -101,21 +105,20 @@ def worker_env(knobs: dict[str, object], home: Path, **values: object) -> dict[s
 
 
 # --- the yardstick: one no-op task per message --------------------------------------------------------------
-def measure_noop(count: int, *, concurrency: int, home: Path, knobs: dict[str, object]) -> dict:
+def measure_noop(count: int, warm_up: int, *, concurrency: int, home: Path, knobs: dict[str, object]) -> dict:
     client = redis.Redis.from_url(REDIS_URL)
     template = noop_message_template()
     env = worker_env(knobs, home, database_url="postgresql://unused")
     with running(start_worker("bench.noop_app", env, concurrency=concurrency, home=home)) as worker:
-        push_copies(client, QUEUE, template, WARM_UP)
+        push_copies(client, QUEUE, template, warm_up)
         wait_for(lambda: queue_drained(client), timeout=60, what="the no-op worker to warm up")
         push_copies(client, PARKED, template, count)
-        meter = CpuMeter({"worker": in_session(worker.pid), "redis": shared_redis, "driver": is_driver})
-        meter.start()
-        started = time.monotonic()
-        client.rename(PARKED, QUEUE)  # one atomic step: every task is there at once
-        finished = wait_for(lambda: queue_drained(client), timeout=max(120, count / 50), interval=0.01,
-                            what="the no-op tasks")
-        cpu = meter.stop()
+        with CpuMeter({"worker": in_session(worker.pid), "redis": shared_redis, "driver": is_driver}) as meter:
+            started = time.monotonic()
+            client.rename(PARKED, QUEUE)  # one atomic step: every task is there at once
+            finished = wait_for(lambda: queue_drained(client), timeout=max(120, count / 50), interval=POLL_SECONDS,
+                                what="the no-op tasks")
+        cpu = meter.used()
     seconds = finished - started
     return {"tasks": count, "seconds": round(seconds, 3), "rate": count / seconds, "cpu_seconds": cpu,
             "worker_cpu_ms_per_message": 1000 * cpu["worker"] / count}
@@ -150,26 +153,28 @@ def queue_drained(client: redis.Redis) -> bool:
 
 
 # --- ours: due rows, claimed by the beat tick, delivered in batches ---------------------------------------------
-def measure_ours(count: int, *, concurrency: int, home: Path, knobs: dict[str, object]) -> dict:
+def measure_ours(count: int, warm_up: int, *, concurrency: int, home: Path, knobs: dict[str, object]) -> dict:
     with pg_database("dispatch") as url, seed.connect(url) as conn, fake_twilio() as twilio:
         seed.disable_triggers(conn)
         clinic_id = seed.add_clinic(conn)
         seed.add_enrolled_patients(conn, clinic_id, max(100, count // 10))
-        seed.add_reminders(conn, clinic_id, WARM_UP, due_at=datetime.now(UTC) - timedelta(minutes=1), step_prefix="warm")
+        an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+        seed.add_reminders(conn, clinic_id, warm_up, due_at=an_hour_ago, step_prefix="warm")
         conn.commit()
         env = worker_env(knobs, home, database_url=url, twilio_url=twilio.url)
         with running(start_worker("tasks.app", env, concurrency=concurrency, home=home, beat=True)) as worker:
             wait_for(lambda: pending(conn, "warm") == 0, timeout=90, interval=0.2, what="the warm-up messages")
-            meter = CpuMeter({"worker": in_session(worker.pid), "postgres": postgres_backend_of(url),
-                              "fake twilio": in_session(twilio.pid), "redis": shared_redis, "driver": is_driver})
+            groups = {"worker": in_session(worker.pid), "postgres": postgres_backend_of(url),
+                      "fake twilio": in_session(twilio.pid), "redis": shared_redis, "driver": is_driver}
             due_at = make_due(conn, clinic_id, count)
-            meter.start()
-            wait_for(all_sent(conn, twilio.url, WARM_UP + count), timeout=max(180, count / 100), interval=0.25,
-                     what="the messages to be sent")
-            wait_for(lambda: pending(conn, "bench") == 0, timeout=60, interval=0.25, what="the last outcomes")
-            cpu = meter.stop()
+            progress = Progress(conn, twilio.url, warm_up + count)
+            with CpuMeter(groups) as meter:
+                wait_for(progress.all_sent, timeout=max(180, count / 100), interval=0.25, what="the messages sent")
+                wait_for(lambda: pending(conn, "bench") == 0, timeout=60, interval=0.25, what="the last outcomes")
+            cpu = meter.used()
         return {**outcome(conn, due_at, fake_twilio_stats(twilio.url)), "cpu_seconds": cpu,
-                "worker_cpu_ms_per_message": 1000 * cpu["worker"] / count}
+                "worker_cpu_ms_per_message": 1000 * cpu["worker"] / count,
+                "deepest_task_queue": progress.deepest_queue}
 
 
 def make_due(conn, clinic_id: int, count: int) -> datetime:
@@ -189,16 +194,22 @@ def pending(conn, prefix: str) -> int:
     return row[0]
 
 
-def all_sent(conn, twilio_url: str, expected: int):
-    """Watch the fake's counter (another process, so nearly free); ask the database only now and then, since
-    that query competes with the worker for the same cores."""
-    polls = itertools.count(1)
+class Progress:
+    """Watches the fake's counter (another process, so nearly free) and asks the database only now and then,
+    since that query competes with the worker for the same cores. Notes the deepest the task queue got."""
 
-    def check() -> bool:
-        stats = fake_twilio_stats(twilio_url)
-        return stats["accepted"] + stats["failed"] >= expected or (next(polls) % 20 == 0 and pending(conn, "bench") == 0)
+    def __init__(self, conn, twilio_url: str, expected: int) -> None:
+        self.conn, self.twilio_url, self.expected = conn, twilio_url, expected
+        self.redis = redis.Redis.from_url(REDIS_URL)
+        self.polls = itertools.count(1)
+        self.deepest_queue = 0
 
-    return check
+    def all_sent(self) -> bool:
+        self.deepest_queue = max(self.deepest_queue, self.redis.llen(QUEUE))
+        stats = fake_twilio_stats(self.twilio_url)
+        if stats["accepted"] + stats["failed"] >= self.expected:
+            return True
+        return next(self.polls) % 20 == 0 and pending(self.conn, "bench") == 0
 
 
 def outcome(conn, due_at: datetime, twilio: dict) -> dict:
@@ -206,12 +217,15 @@ def outcome(conn, due_at: datetime, twilio: dict) -> dict:
         "SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FILTER (WHERE status <> 'sent'), "
         "percentile_disc(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - due_at)), "
         "percentile_disc(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - due_at)), "
-        "extract(epoch FROM max(sent_at) - %s::timestamptz), "
-        "(SELECT count(*) FROM scheduled_messages WHERE status = 'sent') "
-        "FROM scheduled_messages WHERE step LIKE 'bench-%%'", (due_at,)).fetchone()
-    sent, not_sent, p50, p99, seconds, all_sent = row
+        "extract(epoch FROM max(sent_at) - %(due)s::timestamptz), "
+        "(SELECT count(*) FROM scheduled_messages WHERE status = 'sent'), "
+        "extract(epoch FROM min(claimed_at) - %(due)s::timestamptz), "
+        "extract(epoch FROM max(claimed_at) - %(due)s::timestamptz) "
+        "FROM scheduled_messages WHERE step LIKE 'bench-%%'", {"due": due_at}).fetchone()
+    sent, not_sent, p50, p99, seconds, all_sent, first_claim, last_claim = row
     statuses = dict(conn.execute("SELECT status, count(*) FROM scheduled_messages WHERE step LIKE 'bench-%' "
                                  "GROUP BY status").fetchall())
     return {"sent": sent, "not_sent": not_sent, "statuses": statuses, "seconds": float(seconds),
             "rate": sent / float(seconds), "latency_p50": float(p50), "latency_p99": float(p99),
-            "twilio": twilio, "duplicates": twilio["accepted"] - all_sent}
+            "twilio": twilio, "duplicates": twilio["accepted"] - all_sent,
+            "first_claim_after_due": float(first_claim), "last_claim_after_due": float(last_claim)}

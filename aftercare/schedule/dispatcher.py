@@ -68,10 +68,14 @@ def claim_due_messages(session: Session, *, limit: int, lease_seconds: int, now:
                                (MessageStatus.SCHEDULED, _due_ids(now, limit, pages))):
         if len(ids) >= limit:
             break
-        locked = candidates.limit(limit - len(ids)).with_for_update(skip_locked=True, of=M)
+        # Two statements, not UPDATE ... WHERE id IN (subquery): on fresh, unanalysed rows PostgreSQL may re-run
+        # a locking subquery once per candidate row. The selected rows stay locked by this transaction.
+        locked = session.scalars(candidates.limit(limit - len(ids)).with_for_update(skip_locked=True, of=M)).all()
+        if not locked:
+            continue
         claimed = session.scalars(
             update(M)
-            .where(M.id.in_(locked.scalar_subquery()), M.status == status)
+            .where(M.id.in_(locked), M.status == status)
             .values(status=MessageStatus.CLAIMED, claimed_until=now + timedelta(seconds=lease_seconds),
                     claim_token=token, claimed_at=now, updated_at=now)
             .returning(M.id)
