@@ -11,7 +11,7 @@ apart: a clinician still needs to hear about an occlusion sign that went away.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 from aftercare.triage.lexicon import Lexicon, SignInfo
@@ -61,15 +61,25 @@ class Mention:
         return bool(self.flags & Flag.GONE) and not self.flags & DROPPED
 
 
-@dataclass(slots=True)
 class Cues:
-    """What the matcher found besides signs, by kind."""
+    """What the reply says besides its signs. Triggers and harmless explanations come from the matcher;
+    the places of plain cue words (past tense, lasting, hedges, question words) are looked up only when a
+    rule asks, since most replies never need them."""
 
-    triggers: list[Match] = field(default_factory=list)
-    harmless: list[Match] = field(default_factory=list)
-    hedges: list[Match] = field(default_factory=list)
-    past: list[Match] = field(default_factory=list)
-    persist: list[Match] = field(default_factory=list)
+    def __init__(self, tokens: Tokens, lexicon: Lexicon, found: dict[str, list[Match]]):
+        self.triggers, self.harmless = found["trigger"], found["harmless"]
+        self._tokens, self._lexicon, self._found = tokens, lexicon, found
+        self._starts: dict[str, list[int]] = {}
+
+    def starts(self, kind: str) -> list[int]:
+        """Token indexes where a cue of this kind ("past", "persist", "hedge", ...) begins."""
+        found = self._starts.get(kind)
+        if found is None:
+            words, tokens = self._lexicon.mark_words[kind], self._tokens
+            found = [] if words.isdisjoint(tokens.present) else [i for i, w in enumerate(tokens.words) if w in words]
+            found += [match.start for match in self._found[kind]]
+            self._starts[kind] = found
+        return found
 
 
 def apply_context(tokens: Tokens, lexicon: Lexicon, mentions: list[Mention], cues: Cues) -> None:
@@ -122,11 +132,11 @@ class _Scope:
 
     @cached_property
     def _past_clauses(self) -> set[int]:
-        return {self.tokens.clause[m.start] for m in self.cues.past}
+        return {self.tokens.clause[index] for index in self.cues.starts("past")}
 
     @cached_property
     def _persist_clauses(self) -> set[int]:
-        return {self.tokens.clause[m.start] for m in self.cues.persist}
+        return {self.tokens.clause[index] for index in self.cues.starts("persist")}
 
     # --- triggers ----------------------------------------------------------------------------------------
     def _on_negation(self, trigger: Match) -> None:
@@ -290,7 +300,7 @@ class _Scope:
         sentence = self.tokens.sentence[index]
         if self.tokens.ends_with_question(index):
             return True
-        return any(self.tokens.sentence[h.start] == sentence for h in self.cues.hedges)
+        return any(self.tokens.sentence[start] == sentence for start in self.cues.starts("hedge"))
 
     def _explained_by(self, match: Match) -> Mention | None:
         sentence = self.tokens.sentence[match.start]

@@ -3,6 +3,7 @@ lexicons are loaded (once, cached)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import NamedTuple
 
 from aftercare.triage.context import Cues, Flag, Mention, apply_context
@@ -10,12 +11,12 @@ from aftercare.triage.explain import explain_quiet, explain_signs
 from aftercare.triage.levels import RANK, TriageLevel, TriageResult
 from aftercare.triage.lexicon import Lexicon, SignInfo, load_lexicon
 from aftercare.triage.matcher import Match
-from aftercare.triage.text import COMMA, QUESTION, STOP, Tokens, tokenize
+from aftercare.triage.text import COMMA, QUESTION, STOP, Tokens
 from aftercare.triage.timeline import estimate_day
 
 PASSED_PREFIX = "passed_"
 _SENTENCE_ENDS = frozenset({STOP, QUESTION})
-Found = dict[str, list[Match]]
+Found = defaultdict[str, list[Match]]  # by entry kind; a kind with nothing found reads as an empty list
 # A reply whose only signs are denied ("no fever") or explained away ("the white was my concealer") is ok.
 _NOTHING_WRONG = frozenset({Flag.ABSENT, Flag.EXPLAINED, Flag.ABSENT | Flag.EXPLAINED})
 
@@ -38,20 +39,21 @@ def triage(text: str, lang: str = "en") -> TriageResult:
     the patient's profile says "en" would be the worst possible bug.
     """
     lexicon = load_lexicon()
-    tokens = tokenize(text, lexicon.words.clause_break, lexicon.stop_words)
+    tokens = lexicon.tokenizer.tokenize(text)
     found = lexicon.matcher.find(tokens)
     mentions = _mentions(found, tokens, lexicon)
+    cues = Cues(tokens, lexicon, found)
     if mentions:
-        apply_context(tokens, lexicon, mentions, Cues(triggers=found["trigger"], harmless=found["harmless"],
-                                                      hedges=found["hedge"], past=found["past"], persist=found["persist"]))
+        apply_context(tokens, lexicon, mentions, cues)
         contexts = {match.entry.key for match in found["context"]}
+        contexts.update(name for name, words in lexicon.context_words.items() if not words.isdisjoint(tokens.present))
         findings = _findings(mentions, contexts, estimate_day(found["timeframe"], tokens, lexicon.numbers))
         if findings:
             ordered = sorted(findings, key=_severity_then_position)
             level = ordered[0].level
             return TriageResult(level=level, signs=list(dict.fromkeys(f.id for f in ordered)),
                                 explanation=explain_signs(level, ordered, lexicon))
-    return _quiet(text, tokens, found, mentions, lexicon)
+    return _quiet(text, tokens, found, cues, mentions, lexicon)
 
 
 def _severity_then_position(finding: Finding) -> tuple[int, int]:
@@ -64,21 +66,27 @@ def _mentions(found: Found, tokens: Tokens, lexicon: Lexicon) -> list[Mention]:
     if not matches:
         return []
     if found["except"] or any(m.entry.needs for m in matches):
-        matches = [m for m in matches if _stands(m, found, tokens)]
-    if len(matches) > 1:
-        matches = [m for m in matches if not _held_by_longer(m, matches)]
+        matches = [m for m in matches if _stands(m, found, tokens, lexicon)]
+    if len(matches) > 1 and any(later.start < earlier.end for earlier, later in zip(matches, matches[1:])):
+        matches = [m for m in matches if not _held_by_longer(m, matches)]  # only overlapping phrases can hide
     signs = lexicon.signs
     return [Mention(signs[m.entry.key], m.start, m.end) for m in matches]
 
 
-def _stands(match: Match, found: Found, tokens: Tokens) -> bool:
+def _stands(match: Match, found: Found, tokens: Tokens, lexicon: Lexicon) -> bool:
     entry = match.entry
-    if entry.needs:
-        sentence = tokens.sentence[match.start]
-        if not any(c.entry.key == entry.needs and tokens.sentence[c.start] == sentence for c in found["context"]):
-            return False
+    if entry.needs and not _sentence_has(entry.needs, tokens.sentence[match.start], found, tokens, lexicon):
+        return False
     return not any(veto.entry.key == entry.key and veto.start <= match.start and match.end <= veto.end
                    for veto in found["except"])
+
+
+def _sentence_has(context: str, sentence: int, found: Found, tokens: Tokens, lexicon: Lexicon) -> bool:
+    """ "blurry" is a vision sign when the same sentence speaks of an eye or of seeing."""
+    if any(c.entry.key == context and tokens.sentence[c.start] == sentence for c in found["context"]):
+        return True
+    words = lexicon.context_words.get(context, frozenset())
+    return any(number == sentence and word in words for word, number in zip(tokens.words, tokens.sentence))
 
 
 def _held_by_longer(match: Match, matches: list[Match]) -> bool:
@@ -124,13 +132,13 @@ def level_of(sign: SignInfo, contexts: set[str], day: int | None) -> TriageLevel
     return sign.level
 
 
-def _quiet(text: str, tokens: Tokens, found: Found, mentions: list[Mention],
+def _quiet(text: str, tokens: Tokens, found: Found, cues: Cues, mentions: list[Mention],
            lexicon: Lexicon) -> TriageResult:
     """No sign stands: a question is routine; thanks, a thumbs-up or only denied signs is ok; anything else
     is routine, so a person reads what the lexicon could not place."""
-    if _asks(tokens, found, lexicon):
+    if _asks(tokens, found, cues, lexicon):
         level, reason = TriageLevel.ROUTINE, "question"
-    elif found["positive"] or not lexicon.positive_emoji.isdisjoint(text):
+    elif cues.starts("positive") or not lexicon.positive_emoji.isdisjoint(text):
         level, reason = TriageLevel.OK, "positive"
     elif any(m.flags in _NOTHING_WRONG for m in mentions):
         level, reason = TriageLevel.OK, "denied"
@@ -141,10 +149,10 @@ def _quiet(text: str, tokens: Tokens, found: Found, mentions: list[Mention],
     return TriageResult(level=level, signs=[], explanation=explain_quiet(reason))
 
 
-def _asks(tokens: Tokens, found: Found, lexicon: Lexicon) -> bool:
-    if QUESTION in tokens.words or found["question"]:
+def _asks(tokens: Tokens, found: Found, cues: Cues, lexicon: Lexicon) -> bool:
+    if QUESTION in tokens.present or cues.starts("question"):
         return True
-    return any(_opens_sentence(match.start, tokens, lexicon) for match in found["question_start"])
+    return any(_opens_sentence(start, tokens, lexicon) for start in cues.starts("question_start"))
 
 
 def _opens_sentence(index: int, tokens: Tokens, lexicon: Lexicon) -> bool:

@@ -19,7 +19,7 @@ import yaml
 from aftercare.triage.levels import TriageLevel
 from aftercare.triage.matcher import Entry, PhraseMatcher
 from aftercare.triage.phrases import PhraseCompiler, PhraseError
-from aftercare.triage.text import fold
+from aftercare.triage.text import Tokenizer, fold
 
 LEXICON_DIR = Path(__file__).parent / "lexicons"
 LANGUAGES: tuple[str, ...] = ("en", "id")
@@ -38,7 +38,6 @@ TRIGGER_KINDS = frozenset({
     "third_party",  # "my friend", "temen aku"
 })
 MARK_KINDS = ("positive", "question", "question_start", "harmless", "hedge", "past", "persist")
-ENTRY_KINDS = ("sign", "except", "trigger", "context", "timeframe", *MARK_KINDS)
 STRUCTURAL_CLASSES = ("clause_break", "scope_stop", "first_person", "list_link", "or_words", "location_prep",
                       "body_part", "opener")
 _NEGATIONS = ("negation", "negation_gone", "negation_both")
@@ -96,6 +95,11 @@ class Lexicon:
     positive_emoji: frozenset[str]
     numbers: Mapping[str, int]
     stop_words: frozenset[str]  # words a phrase gap cannot skip: negations and clause breaks
+    # One-word cues and contexts are plain word sets, looked up only when a rule needs them (most replies never
+    # ask where their past-tense words are); longer ones go through the matcher like signs.
+    mark_words: Mapping[str, frozenset[str]]
+    context_words: Mapping[str, frozenset[str]]
+    tokenizer: Tokenizer
 
 
 @cache
@@ -114,10 +118,14 @@ def load_lexicon_files(signs_path: Path, language_paths: list[Path]) -> Lexicon:
     words = Words(**{name: frozenset(classes.get(name, ())) for name in STRUCTURAL_CLASSES})
     stop_words = frozenset(_gap_stops(languages, words))
     compiler = PhraseCompiler(classes, numbers, stop_words)
-    entries = [entry for where, raw in languages for entry in _entries(where, raw, compiler, signs)]
+    single: dict[tuple[str, str], set[str]] = {}
+    entries = [entry for where, raw in languages for entry in _entries(where, raw, compiler, signs, classes, single)]
     emoji = frozenset(str(meta.get("positive_emoji", "")).replace(" ", ""))
     return Lexicon(matcher=PhraseMatcher(entries), signs=signs, groups=groups, words=words, positive_emoji=emoji,
-                   numbers=numbers, stop_words=stop_words)
+                   numbers=numbers, stop_words=stop_words,
+                   mark_words={kind: frozenset(single.get((kind, kind), ())) for kind in MARK_KINDS},
+                   context_words={key: frozenset(found) for (kind, key), found in single.items() if kind == "context"},
+                   tokenizer=Tokenizer(words.clause_break, stop_words))
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -197,8 +205,23 @@ def _gap_stops(languages: list[tuple[str, dict[str, Any]]], words: Words) -> set
     return stops
 
 
-def _entries(where: str, raw: dict[str, Any], compiler: PhraseCompiler,
-             signs: Mapping[str, SignInfo]) -> Iterator[Entry]:
+def _single_words(phrase: str, classes: Mapping[str, list[str]]) -> set[str] | None:
+    """The words of a one-token phrase made only of plain words ("good|great|@thanks"), else None."""
+    if " " in phrase.strip() or any(mark in phrase for mark in "*#/[]~>$"):
+        return None
+    found: set[str] = set()
+    for alternative in phrase.strip().split("|"):
+        if alternative.startswith("@"):
+            if alternative[1:] not in classes or any("*" in word for word in classes[alternative[1:]]):
+                return None
+            found.update(classes[alternative[1:]])
+        else:
+            found.add(fold(alternative))
+    return found
+
+
+def _entries(where: str, raw: dict[str, Any], compiler: PhraseCompiler, signs: Mapping[str, SignInfo],
+             classes: Mapping[str, list[str]], single: dict[tuple[str, str], set[str]]) -> Iterator[Entry]:
     def make(section: str, phrase: str, kind: str, key: str, value: int = 0, needs: str = "") -> Entry:
         rank = signs[key].level.rank if kind == "sign" else 0
         try:
@@ -217,11 +240,19 @@ def _entries(where: str, raw: dict[str, Any], compiler: PhraseCompiler,
             yield make(f"triggers: {kind}", phrase, "trigger", kind)
     for name, phrases in (raw.get("contexts") or {}).items():
         for phrase in _phrases(f"{where}: contexts: {name}", phrases):
-            yield make(f"contexts: {name}", phrase, "context", name)
+            words = _single_words(phrase, classes)
+            if words is None:
+                yield make(f"contexts: {name}", phrase, "context", name)
+            else:
+                single.setdefault(("context", name), set()).update(words)
     yield from _timeframe_entries(where, raw.get("timeframes") or {}, make)
     for kind in MARK_KINDS:
         for phrase in _phrases(f"{where}: {kind}", raw.get(kind) or []):
-            yield make(kind, phrase, kind, kind)
+            words = _single_words(phrase, classes)
+            if words is None:
+                yield make(kind, phrase, kind, kind)
+            else:
+                single.setdefault((kind, kind), set()).update(words)
 
 
 def _sign_entries(where: str, sign_id: str, body: object, make) -> Iterator[Entry]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -30,15 +32,30 @@ class Match(NamedTuple):
     end: int  # one past the last token
 
 
-@dataclass(frozen=True, slots=True)
-class _Candidates:
-    """The phrases that may start at one word, sorted by how cheaply they can be ruled out."""
+class _Candidates(NamedTuple):
+    """The phrases that may start at one word, sorted by how cheaply they can be ruled out. A phrase to try
+    is (kind, entry, its regex's match method, words of which one must be in the reply)."""
 
-    singles: tuple[Entry, ...]  # the phrase is this one word: found in the index means matched
-    always: tuple[Entry, ...]  # no plain required word to test: try the regex
+    singles: tuple[tuple[str, Entry], ...]  # the phrase is this one word: found in the index means matched
+    always: tuple[tuple[str, Entry, Callable[..., re.Match[str] | None], frozenset[str]], ...]  # always tried
     keys: frozenset[str]  # required words of the remaining phrases
-    by_key: dict[str, tuple[Entry, ...]]  # required word -> phrases that need it
-    none: bool = False  # no phrase starts with this word (most words)
+    by_key: dict[str, tuple[tuple[str, Entry, Callable[..., re.Match[str] | None], frozenset[str]], ...]]
+
+
+_NO_CANDIDATES = _Candidates((), (), frozenset(), {})  # many words start no phrase at all
+_new_match = tuple.__new__  # builds a Match without the Python-level NamedTuple constructor (hot loop)
+
+
+class _CandidateCache(dict[str, _Candidates]):
+    """word -> the phrases that may start at it, looked up once per word ever seen."""
+
+    def __init__(self, make: Callable[[str], _Candidates]):
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, word: str) -> _Candidates:
+        found = self[word] = self._make(word)
+        return found
 
 
 class PhraseMatcher:
@@ -62,33 +79,34 @@ class PhraseMatcher:
             if phrase.starts_with_number:
                 self._by_number.append(entry)
         self._prefix_lengths = sorted({len(prefix) for prefix in self._by_prefix})
-        self._cache: dict[str, _Candidates] = {}
-        self.kinds = tuple(sorted({entry.kind for entry in unique.values()}))
+        self._cache = _CandidateCache(self._candidates)
 
     def candidates(self, word: str) -> tuple[Entry, ...]:
         """Every phrase that may start at `word` (for tests and tools)."""
         return tuple(self._lookup(word))
 
     def _candidates(self, word: str) -> _Candidates:
-        found = self._cache.get(word)
-        if found is None:
-            found = self._sorted(self._lookup(word))
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[word] = found
-        return found
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        return self._sorted(self._lookup(word))
 
     @staticmethod
     def _sorted(entries: list[Entry]) -> _Candidates:
-        by_key: dict[str, list[Entry]] = {}
+        if not entries:
+            return _NO_CANDIDATES
+        by_key: dict[str, list[tuple]] = {}
+        always = []
         for entry in entries:
-            if not entry.phrase.single_word:
-                for key in entry.phrase.required:
-                    by_key.setdefault(key, []).append(entry)
-        return _Candidates(singles=tuple(e for e in entries if e.phrase.single_word),
-                           always=tuple(e for e in entries if not e.phrase.single_word and not e.phrase.required),
-                           keys=frozenset(by_key), by_key={key: tuple(found) for key, found in by_key.items()},
-                           none=not entries)
+            phrase = entry.phrase
+            if phrase.single_word:
+                continue
+            attempt = (entry.kind, entry, phrase.regex.match, phrase.also_required)
+            if not phrase.required:
+                always.append(attempt)
+            for key in phrase.required:
+                by_key.setdefault(key, []).append(attempt)
+        return _Candidates(singles=tuple((e.kind, e) for e in entries if e.phrase.single_word), always=tuple(always),
+                           keys=frozenset(by_key), by_key={key: tuple(found) for key, found in by_key.items()})
 
     def _lookup(self, word: str) -> list[Entry]:
         found: dict[int, Entry] = {}
@@ -104,29 +122,22 @@ class PhraseMatcher:
                 found[id(entry)] = entry
         return list(found.values())
 
-    def find(self, tokens: Tokens) -> dict[str, list[Match]]:
-        """Every phrase found, by entry kind (every kind of the lexicon is a key, with a list maybe empty)."""
-        found: dict[str, list[Match]] = {kind: [] for kind in self.kinds}
-        present = set(tokens.words)
-        cache, joined, starts = self._cache, tokens.joined, tokens.starts
+    def find(self, tokens: Tokens) -> defaultdict[str, list[Match]]:
+        """Every phrase found, by entry kind (a kind with nothing found reads as an empty list). A phrase listed
+        under two of its required words may be found twice; every consumer tolerates that."""
+        found: defaultdict[str, list[Match]] = defaultdict(list)
+        present, cache, joined, starts = tokens.present, self._cache, tokens.joined, tokens.starts
         for index, word in enumerate(tokens.words):
-            candidates = cache.get(word) or self._candidates(word)
-            if candidates.none:
-                continue
-            for entry in candidates.singles:
-                found[entry.kind].append(Match(entry, index, index + 1))
-            tried = candidates.always
-            if candidates.keys:
-                hits = candidates.keys.intersection(present)
-                if hits:
-                    tried = list(tried)
-                    for key in hits:
-                        tried.extend(entry for entry in candidates.by_key[key] if not entry.phrase.also_required
-                                     or not entry.phrase.also_required.isdisjoint(present))
-                    if len(hits) > 1:
-                        tried = list(dict.fromkeys(tried))  # an entry may be listed under two required words
-            for entry in tried:
-                hit = entry.phrase.regex.match(joined, starts[index])
+            singles, attempts, keys, by_key = cache[word]
+            for kind, entry in singles:
+                found[kind].append(_new_match(Match, (entry, index, index + 1)))
+            if keys:
+                for key in keys.intersection(present):
+                    attempts += by_key[key]
+            for kind, entry, match, also_required in attempts:
+                if also_required and also_required.isdisjoint(present):
+                    continue
+                hit = match(joined, starts[index])
                 if hit is not None:
-                    found[entry.kind].append(Match(entry, index, tokens.index_at(hit.end())))
+                    found[kind].append(_new_match(Match, (entry, index, tokens.index_at(hit.end()))))
         return found

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_left
-from itertools import accumulate
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from itertools import accumulate, chain
+from operator import itemgetter
+from typing import NamedTuple
 
 STOP_MARK = "!"
 # Punctuation tokens kept in the stream: they bound sentences and clauses.
@@ -27,20 +29,6 @@ _DASHES = frozenset("-–—")
 _CHUNKS_LIMIT = 50_000
 
 
-class _ChunkTokens(dict[str, tuple[str, ...]]):
-    """Whitespace-separated chunk -> its tokens ("pain," -> ("pain", ",")), computed once: replies reuse a
-    small vocabulary, so most chunks cost one dict lookup instead of a regex scan."""
-
-    def __missing__(self, chunk: str) -> tuple[str, ...]:
-        if len(self) >= _CHUNKS_LIMIT:
-            self.clear()
-        tokens = self[chunk] = _chunk_tokens(chunk)
-        return tokens
-
-
-_CHUNKS = _ChunkTokens()
-
-
 def fold(word: str) -> str:
     """The folded form lexicon words are compared in: lower case, no apostrophes, letter runs collapsed."""
     return _RUNS.sub(r"\1", _APOSTROPHE.sub("", word.lower()))
@@ -58,7 +46,7 @@ def _raw_tokens(raw: str) -> tuple[str, ...]:
     return (_PUNCTUATION_OF.get(raw.strip()[:1] or first, COMMA),)
 
 
-def _chunk_tokens(chunk: str) -> tuple[str, ...]:
+def _chunk_words(chunk: str) -> tuple[str, ...]:
     if _DASHES.issuperset(chunk):  # a dash standing alone between words: "fine - thanks"
         return (COMMA,)
     return tuple(token for raw in _TOKEN.findall(chunk) for token in _raw_tokens(raw))
@@ -90,6 +78,8 @@ def _prepared(text: str) -> str:
             text = text.replace(short, long)
     if "'" in text or not text.isascii() or "`" in text:
         text = _APOSTROPHE.sub("", text)
+    if "\n" in text:
+        text = text.replace("\n", " . ")  # a line break ends a sentence
     return text
 
 
@@ -102,6 +92,7 @@ class Tokens:
     starts: list[int]
     sentence: list[int]
     clause: list[int]
+    present: set[str]  # every distinct word, for quick "does the reply say X anywhere" tests
 
     def __len__(self) -> int:
         return len(self.words)
@@ -123,32 +114,82 @@ class Tokens:
         return end > 0 and self.words[end - 1] == QUESTION
 
 
-def tokenize(text: str, clause_breaks: Collection[str], stop_words: Collection[str] = ()) -> Tokens:
-    """`stop_words` ("not", "but", "tapi"...) are marked with a "!" in `joined`: lexicon gaps skip any word
-    but those (see phrases.py), so "red but not spreading" is never read as "red ... spreading"."""
-    prepared, chunks = _prepared(text), _CHUNKS
-    if "\n" in prepared:
-        prepared = prepared.replace("\n", " . ")  # a line break ends a sentence
-    words = [token for chunk in prepared.split() for token in chunks[chunk]]
-    shown = [STOP_MARK + word if word in stop_words else word for word in words]
-    starts = list(accumulate([len(word) + 1 for word in shown], initial=0))
-    starts.pop()
-    sentence, clause = _number_sentences_and_clauses(words, clause_breaks)
-    return Tokens(words=words, joined=" ".join(shown) + " ", starts=starts, sentence=sentence, clause=clause)
+class _Chunk(NamedTuple):
+    """A whitespace-separated piece of a reply, tokenized once and remembered ("pain," -> "pain", ",")."""
+
+    words: tuple[str, ...]
+    shown: str  # the words as `Tokens.joined` holds them, each followed by a space ("!not swolen ")
+    lengths: tuple[int, ...]  # the length of each shown word plus its space
 
 
-def _number_sentences_and_clauses(words: list[str], clause_breaks: Collection[str]) -> tuple[list[int], list[int]]:
-    """A stop or question mark ends a sentence; a comma or a word like "but" starts a new clause."""
-    sentence: list[int] = []
-    clause: list[int] = []
-    current_sentence = current_clause = 0
-    for word in words:
-        if word in clause_breaks:
+class _ChunkCache(dict[str, _Chunk]):
+    def __init__(self, make: Callable[[str], _Chunk]):
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, chunk: str) -> _Chunk:
+        if len(self) >= _CHUNKS_LIMIT:
+            self.clear()
+        found = self[chunk] = self._make(chunk)
+        return found
+
+
+_WORDS, _SHOWN, _LENGTHS = itemgetter(0), itemgetter(1), itemgetter(2)
+
+
+class Tokenizer:
+    """Tokenizes replies for one lexicon: its clause-break words ("but", "tapi") and its stop words.
+
+    Stop words ("not", "but", "tapi"...) are marked with a "!" in `joined`: lexicon gaps skip any word but
+    those (see phrases.py), so "red but not spreading" is never read as "red ... spreading". Replies reuse a
+    small vocabulary, so each whitespace chunk is tokenized once and a reply is assembled from the cache
+    with C-level map/join rather than Python loops (this runs for every reply).
+    """
+
+    def __init__(self, clause_breaks: Collection[str], stop_words: Collection[str] = ()):
+        self.clause_breaks = frozenset(clause_breaks)
+        self._stops = frozenset(stop_words)
+        self._boundaries = PUNCTUATION | self.clause_breaks
+        self._chunks = _ChunkCache(self._chunk)
+
+    def _chunk(self, chunk: str) -> _Chunk:
+        words = _chunk_words(chunk)
+        shown = tuple(STOP_MARK + word if word in self._stops else word for word in words)
+        return _Chunk(words, "".join(word + " " for word in shown), tuple(len(word) + 1 for word in shown))
+
+    def tokenize(self, text: str) -> Tokens:
+        chunks = list(map(self._chunks.__getitem__, _prepared(text).split()))
+        words = list(chain.from_iterable(map(_WORDS, chunks)))
+        starts = list(accumulate(chain.from_iterable(map(_LENGTHS, chunks)), initial=0))
+        starts.pop()
+        sentence, clause = self._number(words)
+        return Tokens(words=words, joined="".join(map(_SHOWN, chunks)), starts=starts, sentence=sentence,
+                      clause=clause, present=set(words))
+
+    def _number(self, words: list[str]) -> tuple[list[int], list[int]]:
+        """A stop or question mark ends a sentence; a comma or a word like "but" starts a new clause.
+        Numbered segment by segment between the few boundary tokens, not token by token."""
+        size, breaks = len(words), self.clause_breaks
+        boundaries = [index for index, word in enumerate(words) if word in self._boundaries]
+        if not boundaries:
+            return [0] * size, [0] * size
+        sentence: list[int] = []
+        clause: list[int] = []
+        current_sentence = current_clause = done = 0
+        for index in boundaries:
+            word = words[index]
+            end = index if word in breaks else index + 1  # "but" opens the next clause, a comma closes this one
+            sentence += [current_sentence] * (end - done)
+            clause += [current_clause] * (end - done)
+            done = end
             current_clause += 1
-        sentence.append(current_sentence)
-        clause.append(current_clause)
-        if word in PUNCTUATION:
-            current_clause += 1
-            if word != COMMA:
+            if word == STOP or word == QUESTION:
                 current_sentence += 1
-    return sentence, clause
+        sentence += [current_sentence] * (size - done)
+        clause += [current_clause] * (size - done)
+        return sentence, clause
+
+
+def tokenize(text: str, clause_breaks: Collection[str], stop_words: Collection[str] = ()) -> Tokens:
+    """One-off tokenizing (tests, tools); triage uses the lexicon's cached Tokenizer."""
+    return Tokenizer(clause_breaks, stop_words).tokenize(text)
