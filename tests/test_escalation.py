@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from aftercare.channels.console import read_outbox
 from aftercare.config import get_settings
 from aftercare.db import session_scope
-from aftercare.models import Escalation, MessageKind, Patient, ScheduledMessage
+from aftercare.models import Escalation, MessageKind, ScheduledMessage
 from tests.cli_helpers import add_clinic, cli_json, enroll, run_cli
 
 PATIENT = "+6281234567890"

@@ -67,7 +67,7 @@ def _mentions(found: Found, tokens: Tokens, lexicon: Lexicon) -> list[Mention]:
         return []
     if found["except"] or any(m.entry.needs for m in matches):
         matches = [m for m in matches if _stands(m, found, tokens, lexicon)]
-    if len(matches) > 1 and any(later.start < earlier.end for earlier, later in zip(matches, matches[1:])):
+    if len(matches) > 1 and any(later.start < earlier.end for earlier, later in zip(matches, matches[1:], strict=False)):
         matches = [m for m in matches if not _held_by_longer(m, matches)]  # only overlapping phrases can hide
     signs = lexicon.signs
     return [Mention(signs[m.entry.key], m.start, m.end) for m in matches]
@@ -86,7 +86,7 @@ def _sentence_has(context: str, sentence: int, found: Found, tokens: Tokens, lex
     if any(c.entry.key == context and tokens.sentence[c.start] == sentence for c in found["context"]):
         return True
     words = lexicon.context_words.get(context, frozenset())
-    return any(number == sentence and word in words for word, number in zip(tokens.words, tokens.sentence))
+    return any(number == sentence and word in words for word, number in zip(tokens.words, tokens.sentence, strict=True))
 
 
 def _held_by_longer(match: Match, matches: list[Match]) -> bool:

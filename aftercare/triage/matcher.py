@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from aftercare.triage.phrases import CompiledPhrase
-from aftercare.triage.text import PUNCTUATION, Tokens
+from aftercare.triage.text import Tokens
 
 _CACHE_LIMIT = 50_000
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_left
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
-from itertools import accumulate, chain
-from operator import itemgetter
-from typing import NamedTuple
+from itertools import accumulate
 
 STOP_MARK = "!"
 # Punctuation tokens kept in the stream: they bound sentences and clauses.
@@ -114,57 +112,35 @@ class Tokens:
         return end > 0 and self.words[end - 1] == QUESTION
 
 
-class _Chunk(NamedTuple):
-    """A whitespace-separated piece of a reply, tokenized once and remembered ("pain," -> "pain", ",")."""
-
-    words: tuple[str, ...]
-    shown: str  # the words as `Tokens.joined` holds them, each followed by a space ("!not swolen ")
-    lengths: tuple[int, ...]  # the length of each shown word plus its space
-
-
-class _ChunkCache(dict[str, _Chunk]):
-    def __init__(self, make: Callable[[str], _Chunk]):
-        super().__init__()
-        self._make = make
-
-    def __missing__(self, chunk: str) -> _Chunk:
-        if len(self) >= _CHUNKS_LIMIT:
-            self.clear()
-        found = self[chunk] = self._make(chunk)
-        return found
-
-
-_WORDS, _SHOWN, _LENGTHS = itemgetter(0), itemgetter(1), itemgetter(2)
-
-
 class Tokenizer:
     """Tokenizes replies for one lexicon: its clause-break words ("but", "tapi") and its stop words.
 
     Stop words ("not", "but", "tapi"...) are marked with a "!" in `joined`: lexicon gaps skip any word but
     those (see phrases.py), so "red but not spreading" is never read as "red ... spreading". Replies reuse a
-    small vocabulary, so each whitespace chunk is tokenized once and a reply is assembled from the cache
-    with C-level map/join rather than Python loops (this runs for every reply).
+    small vocabulary, so each whitespace chunk ("pain,") is tokenized once and remembered.
     """
 
     def __init__(self, clause_breaks: Collection[str], stop_words: Collection[str] = ()):
         self.clause_breaks = frozenset(clause_breaks)
         self._stops = frozenset(stop_words)
         self._boundaries = PUNCTUATION | self.clause_breaks
-        self._chunks = _ChunkCache(self._chunk)
+        self._chunks: dict[str, tuple[str, ...]] = {}
 
-    def _chunk(self, chunk: str) -> _Chunk:
-        words = _chunk_words(chunk)
-        shown = tuple(STOP_MARK + word if word in self._stops else word for word in words)
-        return _Chunk(words, "".join(word + " " for word in shown), tuple(len(word) + 1 for word in shown))
+    def _chunk(self, chunk: str) -> tuple[str, ...]:
+        if len(self._chunks) >= _CHUNKS_LIMIT:
+            self._chunks.clear()
+        found = self._chunks[chunk] = _chunk_words(chunk)
+        return found
 
     def tokenize(self, text: str) -> Tokens:
-        chunks = list(map(self._chunks.__getitem__, _prepared(text).split()))
-        words = list(chain.from_iterable(map(_WORDS, chunks)))
-        starts = list(accumulate(chain.from_iterable(map(_LENGTHS, chunks)), initial=0))
+        chunks, stops = self._chunks, self._stops
+        words = [word for chunk in _prepared(text).split() for word in (chunks.get(chunk) or self._chunk(chunk))]
+        shown = [STOP_MARK + word if word in stops else word for word in words]
+        starts = list(accumulate([len(word) + 1 for word in shown], initial=0))
         starts.pop()
         sentence, clause = self._number(words)
-        return Tokens(words=words, joined="".join(map(_SHOWN, chunks)), starts=starts, sentence=sentence,
-                      clause=clause, present=set(words))
+        return Tokens(words=words, joined=" ".join(shown) + " ", starts=starts, sentence=sentence, clause=clause,
+                      present=set(words))
 
     def _number(self, words: list[str]) -> tuple[list[int], list[int]]:
         """A stop or question mark ends a sentence; a comma or a word like "but" starts a new clause.
