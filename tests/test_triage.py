@@ -12,8 +12,11 @@ from aftercare.triage import TriageLevel, TriageResult, triage
 
 EMERGENCY, URGENT, ROUTINE, OK = (TriageLevel.EMERGENCY, TriageLevel.URGENT, TriageLevel.ROUTINE, TriageLevel.OK)
 ESCALATED = {"urgent", "emergency"}
+# The shared development set beside the checkout when present (the freshest copy), else the copy in tests/data,
+# so a clean clone anywhere still checks the thresholds.
+_SHARED = Path(__file__).resolve().parents[2] / "shared" / "triage" / "dev.jsonl"
 DEVSET = Path(os.environ.get("AFTERCARE_TRIAGE_DEVSET")
-              or Path(__file__).resolve().parents[2] / "shared" / "triage" / "dev.jsonl")
+              or (_SHARED if _SHARED.is_file() else Path(__file__).resolve().parent / "data" / "triage_dev.jsonl"))
 
 
 def level(text: str, lang: str = "en") -> TriageLevel:

@@ -4,6 +4,7 @@ lexicons are loaded (once, cached)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import partial
 from typing import NamedTuple
 
 from aftercare.triage.context import Cues, Flag, Mention, apply_context
@@ -45,14 +46,12 @@ def triage(text: str, lang: str = "en") -> TriageResult:
     cues = Cues(tokens, lexicon, found)
     if mentions:
         apply_context(tokens, lexicon, mentions, cues)
-        contexts = {match.entry.key for match in found["context"]}
-        contexts.update(name for name, words in lexicon.context_words.items() if not words.isdisjoint(tokens.present))
-        findings = _findings(mentions, contexts, estimate_day(found["timeframe"], tokens, lexicon.numbers))
+        findings = _findings(mentions, tokens, found, lexicon)
         if findings:
             ordered = sorted(findings, key=_severity_then_position)
             level = ordered[0].level
-            return TriageResult(level=level, signs=list(dict.fromkeys(f.id for f in ordered)),
-                                explanation=explain_signs(level, ordered, lexicon))
+            return TriageResult(level, list(dict.fromkeys(f.id for f in ordered)),
+                                partial(explain_signs, level, ordered, lexicon))
     return _quiet(text, tokens, found, cues, mentions, lexicon)
 
 
@@ -104,17 +103,28 @@ def _held_by_longer(match: Match, matches: list[Match]) -> bool:
     return False
 
 
-def _findings(mentions: list[Mention], contexts: set[str], day: int | None) -> list[Finding]:
+def _findings(mentions: list[Mention], tokens: Tokens, found: Found, lexicon: Lexicon) -> list[Finding]:
     findings: list[Finding] = []
+    setting: tuple[set[str], int | None] | None = None
     for mention in mentions:
-        level = level_of(mention.sign, contexts, day)
+        sign, level = mention.sign, mention.sign.level
+        if sign.rules:
+            setting = setting or _setting(tokens, found, lexicon)
+            level = level_of(sign, *setting)
         if mention.present:
-            findings.append(Finding(mention.sign.id, mention.sign, level, mention.start))
-        elif mention.passed and mention.sign.passed_matters and level is TriageLevel.EMERGENCY:
+            findings.append(Finding(sign.id, sign, level, mention.start))
+        elif mention.passed and sign.passed_matters and level is TriageLevel.EMERGENCY:
             # An occlusion sign that came and went still needs a clinician's eyes today.
-            findings.append(Finding(PASSED_PREFIX + mention.sign.id, mention.sign, TriageLevel.URGENT,
-                                    mention.start, passed=True))
+            findings.append(Finding(PASSED_PREFIX + sign.id, sign, TriageLevel.URGENT, mention.start, passed=True))
     return findings
+
+
+def _setting(tokens: Tokens, found: Found, lexicon: Lexicon) -> tuple[set[str], int | None]:
+    """The treatments the reply names ("filler", "laser") and the day after treatment it speaks of; only
+    signs with rules ask, so most replies never work it out."""
+    contexts = {match.entry.key for match in found["context"]}
+    contexts.update(name for name, words in lexicon.context_words.items() if not words.isdisjoint(tokens.present))
+    return contexts, estimate_day(found["timeframe"], tokens, lexicon.numbers)
 
 
 def level_of(sign: SignInfo, contexts: set[str], day: int | None) -> TriageLevel:
@@ -146,7 +156,7 @@ def _quiet(text: str, tokens: Tokens, found: Found, cues: Cues, mentions: list[M
         level, reason = TriageLevel.OK, "empty"
     else:
         level, reason = TriageLevel.ROUTINE, "unplaced"
-    return TriageResult(level=level, signs=[], explanation=explain_quiet(reason))
+    return TriageResult(level, [], explain_quiet(reason))
 
 
 def _asks(tokens: Tokens, found: Found, cues: Cues, lexicon: Lexicon) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from enum import StrEnum
 
 
@@ -21,11 +21,36 @@ class TriageLevel(StrEnum):
 RANK = {TriageLevel.OK: 0, TriageLevel.ROUTINE: 1, TriageLevel.URGENT: 2, TriageLevel.EMERGENCY: 3}
 
 
-@dataclass(frozen=True, slots=True)
 class TriageResult:
-    level: TriageLevel
-    signs: list[str] = field(default_factory=list)
-    explanation: str = ""
+    """A triage: the level, the stable ids of the signs found (most serious first) and why.
+
+    Treat it as read-only. The explanation is built when first read: most replies are never escalated, so
+    nobody reads it, and building it is a fair share of a triage's time.
+    """
+
+    __slots__ = ("level", "signs", "_explanation")
+
+    def __init__(self, level: TriageLevel, signs: list[str] | None = None,
+                 explanation: str | Callable[[], str] = ""):
+        self.level = level
+        self.signs = signs if signs is not None else []
+        self._explanation = explanation
+
+    @property
+    def explanation(self) -> str:
+        if not isinstance(self._explanation, str):
+            self._explanation = self._explanation()
+        return self._explanation
 
     def to_dict(self) -> dict[str, object]:
         return {"level": self.level.value, "signs": list(self.signs), "explanation": self.explanation}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TriageResult):
+            return NotImplemented
+        return (self.level, self.signs, self.explanation) == (other.level, other.signs, other.explanation)
+
+    __hash__ = None  # type: ignore[assignment]  # equal results may differ in identity; lists are unhashable
+
+    def __repr__(self) -> str:
+        return f"TriageResult(level={self.level.value!r}, signs={self.signs!r}, explanation={self.explanation!r})"

@@ -125,7 +125,14 @@ def load_lexicon_files(signs_path: Path, language_paths: list[Path]) -> Lexicon:
                    numbers=numbers, stop_words=stop_words,
                    mark_words={kind: frozenset(single.get((kind, kind), ())) for kind in MARK_KINDS},
                    context_words={key: frozenset(found) for (kind, key), found in single.items() if kind == "context"},
-                   tokenizer=Tokenizer(words.clause_break, stop_words))
+                   tokenizer=Tokenizer(words.clause_break, stop_words, _emoji_words(signs_path.name, meta)))
+
+
+def _emoji_words(where: str, meta: dict[str, Any]) -> dict[str, str]:
+    raw = meta.get("emoji_words") or {}
+    if not isinstance(raw, dict) or not all(isinstance(word, str) for word in raw.values()):
+        raise LexiconError(f"{where}: field 'emoji_words': expected a mapping of emoji to a word")
+    return {str(emoji): f" {word} " for emoji, word in raw.items()}
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -42,18 +42,17 @@ class _Candidates(NamedTuple):
     by_key: dict[str, tuple[tuple[str, Entry, Callable[..., re.Match[str] | None], frozenset[str]], ...]]
 
 
-_NO_CANDIDATES = _Candidates((), (), frozenset(), {})  # many words start no phrase at all
 _new_match = tuple.__new__  # builds a Match without the Python-level NamedTuple constructor (hot loop)
 
 
-class _CandidateCache(dict[str, _Candidates]):
-    """word -> the phrases that may start at it, looked up once per word ever seen."""
+class _CandidateCache(dict[str, "_Candidates | None"]):
+    """word -> the phrases that may start at it (None: no phrase), looked up once per word ever seen."""
 
-    def __init__(self, make: Callable[[str], _Candidates]):
+    def __init__(self, make: Callable[[str], _Candidates | None]):
         super().__init__()
         self._make = make
 
-    def __missing__(self, word: str) -> _Candidates:
+    def __missing__(self, word: str) -> _Candidates | None:
         found = self[word] = self._make(word)
         return found
 
@@ -85,15 +84,15 @@ class PhraseMatcher:
         """Every phrase that may start at `word` (for tests and tools)."""
         return tuple(self._lookup(word))
 
-    def _candidates(self, word: str) -> _Candidates:
+    def _candidates(self, word: str) -> _Candidates | None:
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         return self._sorted(self._lookup(word))
 
     @staticmethod
-    def _sorted(entries: list[Entry]) -> _Candidates:
+    def _sorted(entries: list[Entry]) -> _Candidates | None:
         if not entries:
-            return _NO_CANDIDATES
+            return None  # many words start no phrase at all
         by_key: dict[str, list[tuple]] = {}
         always = []
         for entry in entries:
@@ -128,7 +127,10 @@ class PhraseMatcher:
         found: defaultdict[str, list[Match]] = defaultdict(list)
         present, cache, joined, starts = tokens.present, self._cache, tokens.joined, tokens.starts
         for index, word in enumerate(tokens.words):
-            singles, attempts, keys, by_key = cache[word]
+            candidates = cache[word]
+            if candidates is None:
+                continue
+            singles, attempts, keys, by_key = candidates
             for kind, entry in singles:
                 found[kind].append(_new_match(Match, (entry, index, index + 1)))
             if keys:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_left
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -34,11 +34,10 @@ def fold(word: str) -> str:
 
 def _raw_tokens(raw: str) -> tuple[str, ...]:
     """The tokens of one raw match: "bengkak2nya" -> ("bengkak", "bengkak", "nya") (reduplication expanded,
-    "-nya" split off so one lexicon word covers "bengkak", "bengkaknya" and "bengkak2", letter runs collapsed);
-    "!!!" -> ("."); "37.9" -> ("37.9",)."""
+    possessives "-nya" and "-ku" split off, letter runs collapsed); "!!!" -> ("."); "37.9" -> ("37.9",)."""
     first = raw[0]
     if "a" <= first <= "z":
-        return tuple(token for part in _reduplicated(raw) for token in _split_nya(_RUNS.sub(r"\1", part)))
+        return tuple(token for part in _reduplicated(raw) for token in _folded_parts(part))
     if first.isdigit():
         return (raw,)
     return (_PUNCTUATION_OF.get(raw.strip()[:1] or first, COMMA),)
@@ -59,10 +58,24 @@ def _reduplicated(raw: str) -> tuple[str, ...]:
     return tuple(part for part in (stem, "2", suffix) if part)
 
 
-def _split_nya(word: str) -> tuple[str, ...]:
-    if len(word) >= 6 and word.endswith("nya"):
-        return word[:-3], "nya"
-    return (word,)
+def _folded_parts(word: str) -> tuple[str, ...]:
+    """ "bengkaknya" -> ("bengkak", "nya"), "bibirku" -> ("bibir", "ku"): one lexicon word covers every form.
+    The suffix is split before letter runs are collapsed ("benjolan-nya" keeps its n), and after too
+    ("bengkaknyaaa")."""
+    stem, suffix = _possessive(word)
+    if suffix:
+        return _RUNS.sub(r"\1", stem), suffix
+    stem, suffix = _possessive(_RUNS.sub(r"\1", word))
+    return (stem, suffix) if suffix else (stem,)
+
+
+def _possessive(word: str) -> tuple[str, str]:
+    if len(word) >= 6:
+        if word.endswith("nya"):
+            return word[:-3], "nya"
+        if word.endswith("ku") and not word.endswith("kuku"):
+            return word[:-2], "ku"
+    return word, ""
 
 
 def _prepared(text: str) -> str:
@@ -120,8 +133,10 @@ class Tokenizer:
     small vocabulary, so each whitespace chunk ("pain,") is tokenized once and remembered.
     """
 
-    def __init__(self, clause_breaks: Collection[str], stop_words: Collection[str] = ()):
+    def __init__(self, clause_breaks: Collection[str], stop_words: Collection[str] = (),
+                 emoji_words: Mapping[str, str] | None = None):
         self.clause_breaks = frozenset(clause_breaks)
+        self._emoji_words = dict(emoji_words or {})  # "🤒" -> " fever ": a reply may be only an emoji
         self._stops = frozenset(stop_words)
         self._boundaries = PUNCTUATION | self.clause_breaks
         self._chunks: dict[str, tuple[str, ...]] = {}
@@ -134,35 +149,36 @@ class Tokenizer:
 
     def tokenize(self, text: str) -> Tokens:
         chunks, stops = self._chunks, self._stops
+        if not text.isascii():
+            for emoji, word in self._emoji_words.items():
+                if emoji in text:
+                    text = text.replace(emoji, word)
         words = [word for chunk in _prepared(text).split() for word in (chunks.get(chunk) or self._chunk(chunk))]
         shown = [STOP_MARK + word if word in stops else word for word in words]
         starts = list(accumulate([len(word) + 1 for word in shown], initial=0))
         starts.pop()
-        sentence, clause = self._number(words)
+        present = set(words)
+        sentence, clause = self._number(words, present)
         return Tokens(words=words, joined=" ".join(shown) + " ", starts=starts, sentence=sentence, clause=clause,
-                      present=set(words))
+                      present=present)
 
-    def _number(self, words: list[str]) -> tuple[list[int], list[int]]:
-        """A stop or question mark ends a sentence; a comma or a word like "but" starts a new clause.
-        Numbered segment by segment between the few boundary tokens, not token by token."""
-        size, breaks = len(words), self.clause_breaks
-        boundaries = [index for index, word in enumerate(words) if word in self._boundaries]
-        if not boundaries:
-            return [0] * size, [0] * size
+    def _number(self, words: list[str], present: set[str]) -> tuple[list[int], list[int]]:
+        """A stop or question mark ends a sentence; a comma or a word like "but" starts a new clause."""
+        breaks = self.clause_breaks
+        if self._boundaries.isdisjoint(present):  # one clause: nothing to count (many short replies)
+            return [0] * len(words), [0] * len(words)
         sentence: list[int] = []
         clause: list[int] = []
-        current_sentence = current_clause = done = 0
-        for index in boundaries:
-            word = words[index]
-            end = index if word in breaks else index + 1  # "but" opens the next clause, a comma closes this one
-            sentence += [current_sentence] * (end - done)
-            clause += [current_clause] * (end - done)
-            done = end
-            current_clause += 1
-            if word == STOP or word == QUESTION:
-                current_sentence += 1
-        sentence += [current_sentence] * (size - done)
-        clause += [current_clause] * (size - done)
+        current_sentence = current_clause = 0
+        for word in words:
+            if word in breaks:
+                current_clause += 1
+            sentence.append(current_sentence)
+            clause.append(current_clause)
+            if word in PUNCTUATION:
+                current_clause += 1
+                if word != COMMA:
+                    current_sentence += 1
         return sentence, clause
 
 
