@@ -346,3 +346,17 @@ def test_a_harmless_lookalike_phrase_never_vetoes_a_real_sign_next_to_it(text):
 ])
 def test_harmless_lookalike_phrases_do_not_alarm(text):
     assert level(text) in (OK, ROUTINE)
+
+
+@pytest.mark.parametrize("text", [
+    "didnt bruise at all penglihatan aku kabur",
+    "udah no swelling kak penglihatan aku kabur",
+    "No blurred vision or anything, penglihatan aku kabur",
+    "the pale look was just the lighting in my car my lip has gone white and cold",
+    "sip kak, gak ada keluhan apa apa penglihatan aku kabur",
+    "what if I see white patches my lip has gone white and cold",
+    "nope all fine I am seeing double",
+    "I havent noticed any white patches or blue bits penglihatan aku kabur",
+])
+def test_a_new_statement_run_on_without_punctuation_escapes_the_previous_scope(text):
+    assert level(text) is EMERGENCY

@@ -115,7 +115,9 @@ EMERGENCY_EN = [
     "my nose filler was this morning and now the tip is dusky and hurts more and more",
     "both lips are swelling and my throat is itchy and tight",
     "suddenly my left eye went blurry while I was watching tv",
-    "hey so i had my lips done yesterday at 4, they were really swollen last night which i expected but this morning the top lip has a patch near the cupids bow that looks grey-ish and its really tender and feels cooler than the rest. is that normal or should i come in?",
+    ("hey so i had my lips done yesterday at 4, they were really swollen last night which i expected but "
+     "this morning the top lip has a patch near the cupids bow that looks grey-ish and its really tender "
+     "and feels cooler than the rest. is that normal or should i come in?"),
     "top lip turned white after the nurse injected and it hasnt come back to pink",
     "cheek is patchy and bluish and the pain keeps getting worse since the filler this morning",
     "my eye went dark for a second and now i see black dots",
@@ -453,8 +455,11 @@ ROUTINE_EN = [
     "my lips feel hard and lumpy, is it normal on day 1?",
     "Hi, quick question - how long before I can get my eyebrows waxed?",
     "how do i stop it bruising more",
-    "Hi! Thanks for checking in. The first night was a bit uncomfortable and I had some swelling and a small bruise near my chin, but today the swelling is much better. I did notice the bruise has gone a bit green. No fever, no pus, nothing white or blue. Is it ok to go back to the gym tomorrow?",
-    "Just an update - swelling has gone down a lot, the bruising is yellow now, Im really happy with the results! One question: can I get my eyebrows tinted this week?",
+    ("Hi! Thanks for checking in. The first night was a bit uncomfortable and I had some swelling and a "
+     "small bruise near my chin, but today the swelling is much better. I did notice the bruise has gone a "
+     "bit green. No fever, no pus, nothing white or blue. Is it ok to go back to the gym tomorrow?"),
+    ("Just an update - swelling has gone down a lot, the bruising is yellow now, Im really happy with the "
+     "results! One question: can I get my eyebrows tinted this week?"),
     "ok weird question but is it normal for the lip to feel hard and a bit lumpy? no pain, no color change, day 2",
     "i got a pimple near the injection site, its red with a white head, day 5",
     "bit of a headache and the forehead is tender",
@@ -650,3 +655,27 @@ def test_english_ok_replies(text):
 @pytest.mark.parametrize("text", OK_ID, ids=_ids(OK_ID))
 def test_indonesian_ok_replies(text):
     assert triage(text, "id").level == "ok"
+
+
+ALL = [text for group in (EMERGENCY_EN, EMERGENCY_ID, URGENT_EN, URGENT_ID, ROUTINE_EN, ROUTINE_ID, OK_EN, OK_ID)
+       for text in group]
+WRAPPERS = {
+    "greeting": lambda text: f"hi there, {text}",
+    "indonesian greeting": lambda text: f"halo kak, {text}",
+    "lol": lambda text: f"{text} lol",
+    "line before": lambda text: f"Hello\n{text}",
+    "shouting": str.upper,
+}
+
+
+@pytest.mark.parametrize("wrapper", list(WRAPPERS), ids=list(WRAPPERS))
+def test_small_talk_around_a_reply_never_changes_its_level(wrapper):
+    changed = [(text, triage(text).level.value, triage(WRAPPERS[wrapper](text)).level.value) for text in ALL]
+    changed = [item for item in changed if item[1] != item[2]]
+    assert not changed, "\n".join(f"{before} -> {after}: {text}" for text, before, after in changed)
+
+
+def test_thanks_never_lowers_a_level_with_signs():
+    lowered = [text for text in ALL
+               if triage(text).signs and triage(f"{text} thanks").level.rank < triage(text).level.rank]
+    assert not lowered, "\n".join(lowered)

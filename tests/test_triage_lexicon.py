@@ -116,3 +116,40 @@ def test_yaml_booleans_are_refused_with_a_hint(tmp_path):
     path.write_text("triggers:\n  negation: [no, nothing]\n", encoding="utf-8")
     with pytest.raises(LexiconError, match="quote words like no"):
         load_lexicon_files(LEXICONS / "signs.yaml", [LEXICONS / "en.yaml", path])
+
+
+def _phrases_in(data: dict) -> list[tuple[str, str]]:
+    found = []
+    for sign, body in (data.get("signs") or {}).items():
+        body = body if isinstance(body, dict) else {"phrases": body}
+        found += [(f"sign {sign}", phrase) for phrase in body.get("phrases") or []]
+    for kind, phrases in (data.get("triggers") or {}).items():
+        found += [(f"trigger {kind}", phrase) for phrase in phrases]
+    return found
+
+
+@pytest.mark.parametrize("language", ["en", "id"])
+def test_no_phrase_repeats_a_first_alternative_as_its_last_word(language):
+    """ "perih|pedih|panas ~1 perih" means (perih or pedih or panas) then perih: almost always a slip for two
+    phrases. Such slips silently stopped common words from matching before this test."""
+    import yaml
+
+    data = yaml.safe_load((LEXICONS / f"{language}.yaml").read_text(encoding="utf-8"))
+    allowed = {"berkunang|kunang ~1 kunang"}
+    slips = []
+    for where, phrase in _phrases_in(data):
+        specs = phrase.split()
+        first, last = set(specs[0].split("|")), specs[-1]
+        if len(first) > 1 and len(specs) > 1 and last in first and phrase not in allowed:
+            slips.append(f"{where}: {phrase}")
+    assert not slips, "\n".join(slips)
+
+
+@pytest.mark.parametrize("word,sign", [
+    ("infeksi", "infection"), ("perih", "stinging"), ("merah", "redness"), ("darah", "bleeding"),
+    ("kering", "dryness"), ("hot", "hot_skin"), ("pus", "pus"), ("pucat", "blanching"), ("demam", "fever"),
+])
+def test_common_single_words_are_signs_on_their_own(word, sign):
+    from aftercare.triage import triage
+
+    assert sign in triage(word).signs

@@ -11,12 +11,12 @@ apart: a clinician still needs to hear about an occlusion sign that went away.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from functools import cached_property
 
-from aftercare.triage.lexicon import Lexicon, SignInfo
+from aftercare.triage.lexicon import Lexicon
 from aftercare.triage.matcher import Match
-from aftercare.triage.text import COMMA, PUNCTUATION, Tokens
+from aftercare.triage.mentions import DROPPED, Flag, Mention
+from aftercare.triage.text import COMMA, PUNCTUATION, QUESTION, STOP, Tokens
 
 NEGATION_WINDOW = 5  # words between a negation and its first sign ("not really feeling that feverish")
 POST_NEGATION_WINDOW = 2  # "swelling is fine"
@@ -24,41 +24,10 @@ RECOVERY_WINDOW = 6  # "the white patch on my lip went away"
 HYPOTHETICAL_WINDOW = 12
 THIRD_PARTY_WINDOW = 15
 _AND = frozenset({"and", "dan", "plus"})
+_SENTENCE_ENDS = frozenset({STOP, QUESTION})
 # Of two triggers over the same words, the one that keeps a sign in play wins ("totally normal" after a
 # past sign is a recovery, not a denial).
 _PRIORITY = {"pseudo": 0, "recovered": 1, "passed": 2, "passed_brief": 2, "negation_gone": 3}
-
-
-class Flag:
-    """Bits set on a mention (plain ints rather than an IntFlag: enum arithmetic is slow and this runs for
-    every reply)."""
-
-    ABSENT = 1  # "no fever"
-    GONE = 2  # "not hot anymore", "went white for an hour, fine now"
-    HYPOTHETICAL = 4  # "what if it gets pus?"
-    THIRD_PARTY = 8  # "my friend had pus"
-    EXPLAINED = 16  # "the white patch was my concealer", "small bruise, a bit blue"
-
-
-DROPPED = Flag.HYPOTHETICAL | Flag.THIRD_PARTY | Flag.EXPLAINED
-
-
-@dataclass(slots=True, eq=False)
-class Mention:
-    """One place a sign is named in the reply."""
-
-    sign: SignInfo
-    start: int
-    end: int
-    flags: int = 0
-
-    @property
-    def present(self) -> bool:
-        return not self.flags
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.flags & Flag.GONE) and not self.flags & DROPPED
 
 
 class Cues:
@@ -83,7 +52,8 @@ class Cues:
 
 
 def apply_context(tokens: Tokens, lexicon: Lexicon, mentions: list[Mention], cues: Cues) -> None:
-    """Set the flags of every mention; the most specific cue kinds run last only where order matters."""
+    """Set the flags of every mention: triggers in reading order, then harmless explanations and bruises,
+    which only look at the mentions still standing."""
     if not mentions:
         return
     scope = _Scope(tokens, lexicon, mentions, cues)
@@ -136,6 +106,7 @@ class _Scope:
 
     @cached_property
     def _persist_clauses(self) -> set[int]:
+        """Clauses that tell a sign as lasting or present ("still", "been", "is"): it has not passed."""
         return {self.tokens.clause[index] for index in self.cues.starts("persist")}
 
     # --- triggers ----------------------------------------------------------------------------------------
@@ -160,25 +131,44 @@ class _Scope:
     def _on_recovered(self, trigger: Match) -> None:
         if self.tokens.ends_with_question(trigger.start):  # "is it back to normal?" asks, it does not tell
             return
-        self._flag(self._negated_before(trigger.start, RECOVERY_WINDOW), Flag.GONE)
+        self._flag_had(self._negated_before(trigger.start, RECOVERY_WINDOW))
         if self._speaks_of_nothing_else(trigger):
-            self._flag(self._past_signs_before(trigger), Flag.GONE)
+            self._flag_had(self._past_signs_before(trigger))
 
     def _on_passed(self, trigger: Match) -> None:
         clause = self.tokens.clause[trigger.start]
         if clause in self._past_clauses and clause not in self._persist_clauses:
-            self._flag(self._in_clause(clause), Flag.GONE)
+            self._flag_had(self._in_clause(clause))
 
     def _on_passed_brief(self, trigger: Match) -> None:
         clause = self.tokens.clause[trigger.start]
         if clause not in self._persist_clauses:
-            self._flag(self._in_clause(clause), Flag.GONE)
+            self._flag_had(self._in_clause(clause))
+
+    @staticmethod
+    def _flag_had(mentions: Iterable[Mention]) -> None:
+        """The sign was there and has gone; a sign denied outright ("no white or blue, looks normal") was
+        never there, so it cannot have passed."""
+        for mention in mentions:
+            if not mention.flags & Flag.ABSENT:
+                mention.flags |= Flag.GONE
 
     def _on_hypothetical(self, trigger: Match) -> None:
-        found = self._clause_after(trigger.end, HYPOTHETICAL_WINDOW)
+        found = self._until_new_statement(self._clause_after(trigger.end, HYPOTHETICAL_WINDOW))
         if found:
             found += self._chain(found[-1:], forward=True)
         self._flag(found, Flag.HYPOTHETICAL)
+
+    def _until_new_statement(self, mentions: list[Mention]) -> list[Mention]:
+        """After its first sign, a hypothetical ends where the patient speaks of herself again: "what if I
+        see white patches my lip has gone white" (no full stop) reports the second one."""
+        if not mentions:
+            return mentions
+        words, first_person = self.tokens.words, self.words.first_person
+        for index in range(mentions[0].end, mentions[-1].start):
+            if words[index] in first_person:
+                return [m for m in mentions if m.start < index]
+        return mentions
 
     def _on_third_party(self, trigger: Match) -> None:
         self._flag(self._until_first_person(trigger.end), Flag.THIRD_PARTY)
@@ -209,28 +199,48 @@ class _Scope:
         return word in PUNCTUATION or word in self.words.clause_break or word in self.words.scope_stop
 
     def _chain(self, first: list[Mention], *, forward: bool) -> list[Mention]:
-        """Signs joined to `first` by list words: "white or grey", "fever, chills or pus". A comma alone
-        does not make a list ("no fever, chills" may well report chills), so it needs an "or" somewhere."""
-        chain, words = list(first), self.tokens.words
+        """Signs told as one list with `first`: "white or grey", "fever, chills or pus". A list is joined by
+        "or", and by commas that an "or" follows; after a bare comma comes a separate statement ("no fever,
+        chills all night" reports chills)."""
+        groups, links = [first], []
         edge = max(m.end for m in first) if forward else min(m.start for m in first)
-        comma_cut, has_or = -1, False
         while True:
-            position, saw_comma, saw_or = edge, False, False
-            while self._is_link_at(position, forward):
-                word = words[position if forward else position - 1]
-                saw_comma, saw_or = saw_comma or word == COMMA, saw_or or word in self.words.or_words
-                position += 1 if forward else -1
+            link, position = self._link_words(edge, forward)
             group = (self.starting if forward else self.ending).get(position)
-            if not group:
+            if not group or not self._joins(link, groups[-1], group):
                 break
-            if saw_comma and comma_cut < 0:
-                comma_cut = len(chain)
-            has_or = has_or or saw_or
-            chain.extend(group)
+            groups.append(group)
+            links.append(link)
             edge = max(m.end for m in group) if forward else min(m.start for m in group)
-        if comma_cut >= 0 and not has_or:
-            chain = chain[:comma_cut]
-        return chain
+        if not forward:  # reading order from here on; the trigger is then after the last group
+            groups.reverse()
+            links.reverse()
+        bare = [index for index, link in enumerate(links) if self._bare_comma(link, links[index + 1:])]
+        if bare:
+            groups = groups[:bare[0] + 1] if forward else groups[bare[-1] + 1:]
+        return [mention for group in groups for mention in group]
+
+    def _joins(self, link: list[str], before: list[Mention], after: list[Mention]) -> bool:
+        """ "or" and commas join a list; nothing at all joins stacked words of one kind ("no blotchy purple
+        patches"), not two kinds of sign ("no bruising, blurry vision" without the comma)."""
+        if any(word == COMMA or word in self.words.or_words for word in link):
+            return True
+        return not link and {m.sign.group for m in before} == {m.sign.group for m in after}
+
+    def _link_words(self, edge: int, forward: bool) -> tuple[list[str], int]:
+        """The list words next to a sign (in reading order) and the position just past them."""
+        position, link = edge, []
+        while self._is_link_at(position, forward):
+            link.append(self.tokens.words[position if forward else position - 1])
+            position += 1 if forward else -1
+        return (link if forward else link[::-1]), position
+
+    def _bare_comma(self, link: list[str], later: list[list[str]]) -> bool:
+        """A comma with no "or" after it in the list ("fever, chills" rather than "fever, chills or pus")."""
+        if COMMA not in link:
+            return False
+        after_comma = link[len(link) - link[::-1].index(COMMA):]
+        return not any(word in self.words.or_words for word in after_comma + [w for words in later for w in words])
 
     def _is_link_at(self, position: int, forward: bool) -> bool:
         index = position if forward else position - 1
@@ -240,17 +250,17 @@ class _Scope:
         return word == COMMA or word in self.words.list_link or word in self.words.or_words
 
     def _clause_after(self, index: int, window: int) -> list[Mention]:
-        if index >= len(self.tokens):
+        if index >= len(self.tokens) or self.tokens.words[index] in PUNCTUATION:
             return []
-        clause = self.tokens.clause[index] if self.tokens.words[index] not in PUNCTUATION else -1
-        return [m for m in self.mentions if index <= m.start < index + window and self.tokens.clause[m.start] == clause]
+        clause, clauses = self.tokens.clause[index], self.tokens.clause
+        return [m for m in self.mentions if index <= m.start < index + window and clauses[m.start] == clause]
 
     def _until_first_person(self, index: int) -> list[Mention]:
         words, size = self.tokens.words, len(self.tokens)
         end = index
         while end < min(size, index + THIRD_PARTY_WINDOW):
             word = words[end]
-            if word in (".", "?") or word in self.words.first_person or word in self.words.clause_break:
+            if word in _SENTENCE_ENDS or word in self.words.first_person or word in self.words.clause_break:
                 break
             if len(word) > 4 and word.endswith("ku"):  # "bibirku": the patient speaks of herself again
                 break
@@ -284,13 +294,20 @@ class _Scope:
     # --- harmless explanations and bruises ---------------------------------------------------------------
     def apply_harmless(self, harmless: list[Match]) -> None:
         """ "The white patch was my concealer" cancels the colour; "might just be the light?" does not."""
-        for match in harmless:
+        last_end = -1
+        for match in sorted(harmless, key=_longest_first):
+            if match.start < last_end:
+                continue  # the same explanation found again, or a shorter cue inside it
+            last_end = match.end
             if self._hedged(match.start) or _overlaps_any(match.start, match.end, self._explainable()):
                 continue
             target = self._explained_by(match)
             if target is not None:
+                # Colours named before the cue in the same clause go with it ("the white and blue bits were my
+                # marker"); a colour told after it is another statement ("...was my concealer, lip is blue").
                 clause = self.tokens.clause[target.start]
-                self._flag([m for m in self._explainable() if self.tokens.clause[m.start] == clause], Flag.EXPLAINED)
+                self._flag([m for m in self._explainable()
+                            if self.tokens.clause[m.start] == clause and m.end <= match.start], Flag.EXPLAINED)
                 target.flags |= Flag.EXPLAINED
 
     def _explainable(self) -> list[Mention]:
@@ -303,12 +320,14 @@ class _Scope:
         return any(self.tokens.sentence[start] == sentence for start in self.cues.starts("hedge"))
 
     def _explained_by(self, match: Match) -> Mention | None:
+        """The colour the explanation is about: the nearest one told before it in the sentence, else the
+        first after it ("turns out it was my concealer that made it look white")."""
         sentence = self.tokens.sentence[match.start]
-        same = [m for m in self._explainable() if self.tokens.sentence[m.start] == sentence]
+        same = [m for m in self.mentions if m.sign.explainable and self.tokens.sentence[m.start] == sentence]
         before = [m for m in same if m.end <= match.start]
         if before:
-            return before[-1]
-        after = [m for m in same if m.start >= match.end]
+            return before[-1] if not before[-1].flags & DROPPED else None
+        after = [m for m in same if m.start >= match.end and not m.flags & DROPPED]
         return after[0] if after else None
 
     def apply_bruises(self) -> None:
@@ -326,7 +345,7 @@ class _Scope:
         tokens, words = self.tokens, self.words
         if tokens.sentence[colour.start] != tokens.sentence[bruise.start]:
             return False
-        start, end = sorted((colour.end, bruise.end))[0], sorted((colour.start, bruise.start))[1]
+        start, end = min(colour.end, bruise.end), max(colour.start, bruise.start)  # the words between them
         for index in range(start, end):
             word = tokens.words[index]
             if word in words.clause_break:

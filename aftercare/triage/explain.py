@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from aftercare.triage.levels import TriageLevel
 
 if TYPE_CHECKING:
-    from aftercare.triage.engine import Finding
     from aftercare.triage.lexicon import Lexicon
+    from aftercare.triage.rules import Finding
 
 _QUIET = {
     "question": "a question or message without warning signs",

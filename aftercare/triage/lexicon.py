@@ -62,6 +62,8 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class SignInfo:
+    """What a sign means, from signs.yaml."""
+
     id: str
     level: TriageLevel
     group: str
@@ -114,7 +116,8 @@ def load_lexicon_files(signs_path: Path, language_paths: list[Path]) -> Lexicon:
              for sign_id, raw in _mapping(signs_path.name, "signs", meta.get("signs")).items()}
     languages = [(path.name, _read(path)) for path in language_paths]
     classes = _merged_classes(languages)
-    numbers = {fold(str(word)): int(value) for _, raw in languages for word, value in (raw.get("numbers") or {}).items()}
+    numbers = {fold(str(word)): int(value)
+               for _, raw in languages for word, value in (raw.get("numbers") or {}).items()}
     words = Words(**{name: frozenset(classes.get(name, ())) for name in STRUCTURAL_CLASSES})
     stop_words = frozenset(_gap_stops(languages, words))
     compiler = PhraseCompiler(classes, numbers, stop_words)
@@ -255,7 +258,7 @@ def _entries(where: str, raw: dict[str, Any], compiler: PhraseCompiler, signs: M
     yield from _timeframe_entries(where, raw.get("timeframes") or {}, make)
     for kind in MARK_KINDS:
         for phrase in _phrases(f"{where}: {kind}", raw.get(kind) or []):
-            words = _single_words(phrase, classes)
+            words = None if kind == "harmless" else _single_words(phrase, classes)  # needs its span
             if words is None:
                 yield make(kind, phrase, kind, kind)
             else:

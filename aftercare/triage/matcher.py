@@ -32,14 +32,17 @@ class Match(NamedTuple):
     end: int  # one past the last token
 
 
+# A phrase to try at a token: (kind, entry, its regex's match method, words of which one must be in the reply).
+_Attempt = tuple[str, Entry, Callable[..., "re.Match[str] | None"], frozenset[str]]
+
+
 class _Candidates(NamedTuple):
-    """The phrases that may start at one word, sorted by how cheaply they can be ruled out. A phrase to try
-    is (kind, entry, its regex's match method, words of which one must be in the reply)."""
+    """The phrases that may start at one word, sorted by how cheaply they can be ruled out."""
 
     singles: tuple[tuple[str, Entry], ...]  # the phrase is this one word: found in the index means matched
-    always: tuple[tuple[str, Entry, Callable[..., re.Match[str] | None], frozenset[str]], ...]  # always tried
+    always: tuple[_Attempt, ...]  # no plain required word to test: always tried
     keys: frozenset[str]  # required words of the remaining phrases
-    by_key: dict[str, tuple[tuple[str, Entry, Callable[..., re.Match[str] | None], frozenset[str]], ...]]
+    by_key: dict[str, tuple[_Attempt, ...]]  # required word -> the phrases that need it
 
 
 _new_match = tuple.__new__  # builds a Match without the Python-level NamedTuple constructor (hot loop)

@@ -13,6 +13,7 @@ A phrase is a list of space-separated token specs, matched against whole tokens 
     $         the end of the clause (a comma, stop or question mark follows, or the reply ends)
     >spec     (last only) the spec must follow, but is not part of the match: "will it >swell|bruise" is a
               hypothetical cue that leaves "swell" to be read as a sign inside its scope
+    -spec     (last only) the spec must not follow: "is gone -white|purple" is a recovery, "has gone white" not
 
 The first spec must be a required word, class or number: phrases are looked up by their first token.
 """
@@ -68,7 +69,8 @@ class PhraseCompiler:
     any word not starting with the mark, which keeps every regex free of look-aheads, and fast."""
 
     def __init__(self, classes: Mapping[str, Sequence[str]], numbers: Mapping[str, int], stop_words: Collection[str]):
-        self._classes = {name: [self._word(word, f"class @{name}") for word in words] for name, words in classes.items()}
+        self._classes = {name: [self._word(word, f"class @{name}") for word in words]
+                         for name, words in classes.items()}
         self._number_words = sorted(numbers, key=len, reverse=True)
         self._stops = frozenset(stop_words)
 
@@ -80,8 +82,8 @@ class PhraseCompiler:
             raise PhraseError(f"{phrase!r}: the first token must be required (not a gap or [optional])")
         if _GAP.match(specs[-1]):
             raise PhraseError(f"{phrase!r}: a phrase cannot end with a gap")
-        if any(spec.startswith(">") for spec in specs[:-1]) or specs[0].startswith(">"):
-            raise PhraseError(f"{phrase!r}: only the last token, not the first, may be a look-ahead (>spec)")
+        if any(spec[0] in ">-" for spec in specs[:-1]) or specs[0][0] in ">-":
+            raise PhraseError(f"{phrase!r}: only the last token, not the first, may be a look-ahead (>spec, -spec)")
         first = _FirstToken(words=set(), prefixes=set())
         parts, required = [], []
         for index, spec in enumerate(specs):
@@ -101,6 +103,8 @@ class PhraseCompiler:
             return "(?=[,.?] |$)"
         if spec.startswith(">"):
             return f"(?={self._alternatives(spec[1:], None, _Plain(words=set()))} )"
+        if spec.startswith("-"):
+            return f"(?!{self._alternatives(spec[1:], None, _Plain(words=set()))} )"
         gap = _GAP.match(spec)
         if gap:
             return f"(?:{GAP_WORD} ){{0,{int(gap.group(1) or _DEFAULT_GAP)}}}?"

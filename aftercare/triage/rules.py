@@ -1,0 +1,64 @@
+"""The level each sign the patient has decides: its usual level, or the level a rule gives it for the
+treatment and the day the reply speaks of (blisters after a laser are urgent, after filler an emergency;
+bigger swelling on day 1 is expected, on day 4 urgent)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from aftercare.triage.levels import TriageLevel
+from aftercare.triage.lexicon import Lexicon, SignInfo
+from aftercare.triage.mentions import Found, Mention
+from aftercare.triage.text import Tokens
+from aftercare.triage.timeline import estimate_day
+
+PASSED_PREFIX = "passed_"
+
+
+class Finding(NamedTuple):
+    """A sign the patient has (or had, for a passed one), at the level it decides."""
+
+    id: str
+    sign: SignInfo
+    level: TriageLevel
+    position: int
+    passed: bool = False
+
+
+def findings(mentions: list[Mention], tokens: Tokens, found: Found, lexicon: Lexicon) -> list[Finding]:
+    result: list[Finding] = []
+    setting: tuple[set[str], int | None] | None = None
+    for mention in mentions:
+        sign, level = mention.sign, mention.sign.level
+        if sign.rules:
+            setting = setting or _setting(tokens, found, lexicon)
+            level = level_of(sign, *setting)
+        if mention.present:
+            result.append(Finding(sign.id, sign, level, mention.start))
+        elif mention.passed and sign.passed_matters and level is TriageLevel.EMERGENCY:
+            # An occlusion sign that came and went still needs a clinician's eyes today.
+            result.append(Finding(PASSED_PREFIX + sign.id, sign, TriageLevel.URGENT, mention.start, passed=True))
+    return result
+
+
+def _setting(tokens: Tokens, found: Found, lexicon: Lexicon) -> tuple[set[str], int | None]:
+    """The treatments the reply names ("filler", "laser") and the day after treatment it speaks of; only
+    signs with rules ask, so most replies never work it out."""
+    contexts = {match.entry.key for match in found["context"]}
+    contexts.update(name for name, words in lexicon.context_words.items() if not words.isdisjoint(tokens.present))
+    return contexts, estimate_day(found["timeframe"], tokens, lexicon.numbers)
+
+
+def level_of(sign: SignInfo, contexts: set[str], day: int | None) -> TriageLevel:
+    """The sign's level after its rules: the first rule whose conditions all hold replaces the usual one."""
+    for rule in sign.rules:
+        if rule.context and rule.context not in contexts:
+            continue
+        if rule.without and rule.without in contexts:
+            continue
+        if rule.day_at_most is not None and (day is None or day > rule.day_at_most):
+            continue
+        if rule.day_at_least is not None and (day is None or day < rule.day_at_least):
+            continue
+        return rule.level
+    return sign.level
