@@ -82,7 +82,6 @@ class MessageStatus(StrEnum):
 class MessageKind(StrEnum):
     REMINDER = "reminder"  # a protocol step; obeys quiet hours, held while an escalation is open
     PAGE = "page"  # to an on-call clinician; ignores quiet hours
-    REPLY = "reply"  # an answer to a patient's text (safety reply, confirmation)
 
 
 class Channel(StrEnum):
@@ -240,7 +239,6 @@ class ScheduledMessage(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     enrollment: Mapped[Enrollment | None] = relationship(lazy="raise")
-    staff: Mapped[OnCallStaff | None] = relationship(lazy="raise")
 
 
 class InboundMessage(Base):

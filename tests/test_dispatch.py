@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 
 from aftercare.channels.console import read_outbox
 from aftercare.config import get_settings
 from aftercare.db import session_factory, session_scope
-from aftercare.models import Enrollment, MessageStatus, Patient, ScheduledMessage
+from aftercare.models import Clinic, Enrollment, MessageStatus, Patient, ScheduledMessage
 from aftercare.schedule.delivery import deliver_batch
 from aftercare.schedule.dispatcher import claim_due_messages
 from tests.cli_helpers import add_clinic, cli_json, enroll
@@ -136,10 +137,8 @@ def test_a_message_that_became_stale_while_held_is_skipped(env):
 def test_quiet_hours_push_a_due_reminder_to_the_next_allowed_minute(env):
     enrollment = _due_enrollment()
     with session_scope() as session:
-        # Quiet all day except one minute: whatever "now" is, it is quiet.
-        from aftercare.models import Clinic
-
-        now_local = datetime.now(UTC).astimezone(__import__("zoneinfo").ZoneInfo("Asia/Jakarta"))
+        # Quiet from half an hour ago to half an hour ahead: whatever "now" is, it is quiet.
+        now_local = datetime.now(UTC).astimezone(ZoneInfo("Asia/Jakarta"))
         end = (now_local + timedelta(minutes=30)).strftime("%H:%M")
         start = (now_local - timedelta(minutes=30)).strftime("%H:%M")
         session.execute(update(Clinic).values(quiet_start=start, quiet_end=end))

@@ -17,6 +17,7 @@ from aftercare.models import (
     Enrollment,
     Escalation,
     EscalationStatus,
+    InboundMessage,
     MessageKind,
     MessageStatus,
     ScheduledMessage,
@@ -64,8 +65,6 @@ def _page_values(session: Session, escalation: Escalation, clinic: Clinic, reply
     patient = escalation.patient
     enrollment = session.get(Enrollment, escalation.enrollment_id) if escalation.enrollment_id else None
     if reply_text is None:
-        from aftercare.models import InboundMessage
-
         reply_text = session.scalar(select(InboundMessage.body).where(InboundMessage.escalation_id == escalation.id)
                                     .order_by(InboundMessage.id.desc()).limit(1)) or ""
     reply = reply_text if len(reply_text) <= 300 else reply_text[:297] + "..."
