@@ -73,6 +73,8 @@ def clinic() -> None:
 @click.option("--sms-from", help="SMS sender number (defaults to AFTERCARE_TWILIO_FROM)")
 @click.option("--email-from", help="Email sender (defaults to AFTERCARE_EMAIL_FROM)")
 @click.option("--quiet-hours", default="21:00-08:00", show_default=True)
+@click.option("--review-within", default="2h", show_default=True,
+              help="How soon staff must read a reply that needs a person, in clinic hours (e.g. 90m, 2h)")
 @json_option
 def clinic_add(as_json: bool, **fields) -> None:
     """Create a clinic."""
@@ -408,9 +410,11 @@ def _triage_lines(run_triage) -> None:
 @main.command()
 @click.option("--from", "from_number", required=True, help="The patient's (or clinician's) phone number")
 @click.option("--to", "to_number", default=None, help="The clinic number the text was sent to")
-@click.argument("text")
+@click.option("--media", "num_media", type=click.IntRange(0, 10), default=0, show_default=True,
+              help="How many photos came with it (an MMS)")
+@click.argument("text", default="")
 @json_option
-def reply(from_number: str, to_number: str | None, text: str, as_json: bool) -> None:
+def reply(from_number: str, to_number: str | None, num_media: int, text: str, as_json: bool) -> None:
     """Feed a text through exactly the webhook's code path (local runs, support)."""
     import uuid
 
@@ -418,8 +422,46 @@ def reply(from_number: str, to_number: str | None, text: str, as_json: bool) -> 
 
     with session_scope() as session:
         outcome = handle_inbound_sms(session, sid=f"LOCAL{uuid.uuid4().hex}", from_number=from_number,
-                                     to_number=to_number, body=text)
+                                     to_number=to_number, body=text, num_media=num_media)
     emit(outcome.to_dict(), as_json=as_json, title="reply handled")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--clinic", "clinic_slug", help="Only this clinic's items")
+@click.option("--all", "include_done", is_flag=True, help="Include items already done")
+@json_option
+@click.pass_context
+def inbox(ctx: click.Context, clinic_slug: str | None, include_done: bool, as_json: bool) -> None:
+    """Replies a person must read (unplaced, questions, photos, unknown senders), most serious and newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from aftercare.clinics import get_clinic
+    from aftercare.review.service import list_inbox
+    from aftercare.review.views import review_view
+
+    with session_scope() as session:
+        clinic_id = get_clinic(session, clinic_slug).id if clinic_slug else None
+        rows = [review_view(item) for item in list_inbox(session, clinic_id=clinic_id, include_done=include_done)]
+    emit(rows, as_json=as_json, columns=["id", "clinic", "reason", "level", "first_name", "received_at", "due_at",
+                                         "status", "body"], title="inbox")
+
+
+@inbox.command("done")
+@click.argument("item_id", type=int)
+@click.option("--by", "by", required=True, help="Who read it")
+@click.option("--note", default=None, help="What was done")
+@json_option
+def inbox_done(item_id: int, by: str, note: str | None, as_json: bool) -> None:
+    """Mark a review item as read and dealt with (audited)."""
+    from aftercare.contact import check_name
+    from aftercare.review.service import get_review_item, mark_done
+    from aftercare.review.views import review_view
+
+    with session_scope() as session:
+        item = mark_done(session, get_review_item(session, item_id), by=check_name(by, field="--by", max_length=200),
+                         note=note)
+        data = review_view(item)
+    emit(data, as_json=as_json, title=f"review item {item_id} done")
 
 
 @main.group()

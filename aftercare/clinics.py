@@ -11,13 +11,15 @@ from aftercare import audit
 from aftercare.contact import check_name, check_timezone, normalize_email, normalize_phone, phone_region
 from aftercare.errors import InputError, NotFound
 from aftercare.models import Clinic, OnCallStaff
+from aftercare.protocols import parse_duration
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _QUIET = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
 
 
 def add_clinic(session: Session, *, name: str, slug: str, timezone: str, phone: str, sms_from: str | None = None,
-               email_from: str | None = None, quiet_hours: str = "21:00-08:00", actor: str = "cli") -> Clinic:
+               email_from: str | None = None, quiet_hours: str = "21:00-08:00", review_within: str = "2h",
+               actor: str = "cli") -> Clinic:
     name = check_name(name, field="clinic name", max_length=200)
     if not _SLUG.match(slug or ""):
         raise InputError("invalid slug: use lowercase letters, digits and dashes (e.g. glow-jakarta)")
@@ -28,15 +30,28 @@ def add_clinic(session: Session, *, name: str, slug: str, timezone: str, phone: 
     quiet_hours = quiet_hours.strip()
     if not _QUIET.match(quiet_hours):
         raise InputError("quiet hours must look like 21:00-08:00")
+    review_minutes = _review_minutes(review_within)
     if session.scalar(select(Clinic.id).where(Clinic.slug == slug)) is not None:
         raise InputError(f"a clinic with slug {slug!r} already exists")
     start, end = quiet_hours.split("-")
     clinic = Clinic(name=name, slug=slug, timezone=timezone, phone=phone, sms_from=sms_from,
-                    email_from=normalize_email(email_from), quiet_start=start, quiet_end=end)
+                    email_from=normalize_email(email_from), quiet_start=start, quiet_end=end,
+                    review_minutes=review_minutes)
     session.add(clinic)
     session.flush()
     audit.record(session, actor=actor, action="clinic.added", subject_type="clinic", subject_id=clinic.id, slug=slug)
     return clinic
+
+
+def _review_minutes(text: str) -> int:
+    """'90m', '2h' -> minutes; between 5 minutes and 3 days, since a review nobody must read is no review."""
+    try:
+        minutes = int(parse_duration(text).total_seconds() // 60)
+    except ValueError as exc:
+        raise InputError(f"--review-within: {exc}") from None
+    if not 5 <= minutes <= 3 * 24 * 60:
+        raise InputError("--review-within must be between 5m and 3d")
+    return minutes
 
 
 def get_clinic(session: Session, slug: str) -> Clinic:

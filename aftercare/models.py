@@ -112,6 +112,8 @@ class Clinic(Base):
     email_from: Mapped[str | None] = mapped_column(String(254))
     quiet_start: Mapped[str] = mapped_column(String(5), default="21:00")
     quiet_end: Mapped[str] = mapped_column(String(5), default="08:00")
+    # How long staff may take to read a review item, counted from the end of quiet hours if it came in them.
+    review_minutes: Mapped[int] = mapped_column(Integer, default=120, server_default="120")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     oncall: Mapped[list[OnCallStaff]] = relationship(back_populates="clinic", order_by="OnCallStaff.position")
@@ -236,6 +238,7 @@ class ScheduledMessage(Base):
     failed_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
     skipped_at: Mapped[datetime | None]
+    review_item_id: Mapped[int | None] = mapped_column(ForeignKey("review_items.id"))  # a page about an unread reply
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     enrollment: Mapped[Enrollment | None] = relationship(lazy="raise")
@@ -257,6 +260,8 @@ class InboundMessage(Base):
     signs: Mapped[list[str] | None] = mapped_column(JSON)
     answer: Mapped[str | None] = mapped_column(Text)
     escalation_id: Mapped[int | None] = mapped_column(ForeignKey("escalations.id"))
+    num_media: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # Twilio's NumMedia (MMS photos)
+    language: Mapped[str | None] = mapped_column(String(8))  # the language the reply was written in, if clear
 
 
 class Escalation(Base):
@@ -268,7 +273,9 @@ class Escalation(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
-    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    # Null when the sender is on file nowhere (a relative's phone): sender_phone is then the way back.
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True)
+    sender_phone: Mapped[str | None] = mapped_column(String(32))
     enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id"), index=True)
     level: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default=EscalationStatus.OPEN)
@@ -284,7 +291,52 @@ class Escalation(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(200))
     resolution_note: Mapped[str | None] = mapped_column(Text)
 
-    patient: Mapped[Patient] = relationship(lazy="joined")
+    patient: Mapped[Patient | None] = relationship(lazy="joined")
+
+    @property
+    def first_name(self) -> str:
+        return self.patient.first_name if self.patient else "unknown sender"
+
+    @property
+    def callback_phone(self) -> str | None:
+        """The number to call back: the patient's, or the unknown sender's."""
+        return self.patient.phone if self.patient else self.sender_phone
+
+
+class ReviewStatus(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    ESCALATED = "escalated"
+
+
+class ReviewItem(Base):
+    """A reply a person must read: triage could not place it, it asks what the protocol cannot answer, it is
+    only a photo, or it came from a number on file nowhere. Paged to on-call if unread past `due_at`."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (
+        Index("ix_review_items_due", "due_at", postgresql_where=text("status = 'open' AND paged_at IS NULL"),
+              sqlite_where=text("status = 'open' AND paged_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True)
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id"))
+    inbound_id: Mapped[int] = mapped_column(ForeignKey("inbound_messages.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(32))  # unplaced, question, photo, unknown_sender, unclear_answer
+    level: Mapped[str | None] = mapped_column(String(16))  # the triage level, for ordering
+    status: Mapped[str] = mapped_column(String(16), default=ReviewStatus.OPEN)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    due_at: Mapped[datetime]
+    paged_at: Mapped[datetime | None]
+    done_at: Mapped[datetime | None]
+    done_by: Mapped[str | None] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    inbound: Mapped[InboundMessage] = relationship(lazy="joined")
+    patient: Mapped[Patient | None] = relationship(lazy="joined")
+    clinic: Mapped[Clinic] = relationship(lazy="joined")
 
 
 class AuditEntry(Base):

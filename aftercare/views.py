@@ -19,7 +19,7 @@ def iso(value: datetime | None) -> str | None:
 def clinic_view(clinic: Clinic) -> dict[str, Any]:
     return {"id": clinic.id, "slug": clinic.slug, "name": clinic.name, "timezone": clinic.timezone,
             "phone": clinic.phone, "sms_from": clinic.sms_from, "email_from": clinic.email_from,
-            "quiet_hours": f"{clinic.quiet_start}-{clinic.quiet_end}"}
+            "quiet_hours": f"{clinic.quiet_start}-{clinic.quiet_end}", "review_minutes": clinic.review_minutes}
 
 
 def staff_view(staff: OnCallStaff) -> dict[str, Any]:

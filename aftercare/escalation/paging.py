@@ -20,6 +20,7 @@ from aftercare.models import (
     InboundMessage,
     MessageKind,
     MessageStatus,
+    OnCallStaff,
     ScheduledMessage,
     utcnow,
 )
@@ -43,22 +44,33 @@ def queue_pages(session: Session, escalation: Escalation, *, reply_text: str | N
     from aftercare.escalation.service import repage_interval
 
     clinic = session.get(Clinic, escalation.clinic_id)
-    staff = oncall_list(session, clinic.id)
-    person = staff[escalation.page_round % len(staff)] if staff else None
     values = _page_values(session, escalation, clinic, reply_text)
+    person, channels = write_page(
+        session, clinic, turn=escalation.page_round, template="page", values=values, now=now,
+        step=f"page-{escalation.id}-{escalation.page_round}-{escalation.level}",
+        enrollment_id=escalation.enrollment_id, escalation_id=escalation.id)
+    escalation.next_page_at = now + repage_interval(escalation.level, get_settings())
+    audit.record(session, actor="dispatcher", action="escalation.paged", subject_type="escalation",
+                 subject_id=escalation.id, round=escalation.page_round, staff_id=person.id if person else None,
+                 channels=channels)
+
+
+def write_page(session: Session, clinic: Clinic, *, turn: int, template: str, values: dict, now: datetime,
+               step: str, **row: int | None) -> tuple[OnCallStaff | None, list[str]]:
+    """Write one page to the outbox, due now: SMS (and email when they have one) to the on-call person whose
+    `turn` it is (round-robin over the active list), or to the clinic's own phone when nobody is on call.
+    `template` names the SMS text `<template>.sms` and the email `<template>.email`. Returns (person, channels)."""
+    staff = oncall_list(session, clinic.id)
+    person = staff[turn % len(staff)] if staff else None
     targets = [(Channel.SMS, person.phone if person else clinic.phone)]
     if person and person.email:
         targets.append((Channel.EMAIL, person.email))
     for channel, recipient in targets:
-        session.add(ScheduledMessage(
-            kind=MessageKind.PAGE, enrollment_id=escalation.enrollment_id, escalation_id=escalation.id,
-            staff_id=person.id if person else None, recipient=recipient,
-            step=f"page-{escalation.id}-{escalation.page_round}-{escalation.level}", channel=channel,
-            body=_page_body(channel, values), planned_at=now, due_at=now, status=MessageStatus.SCHEDULED))
-    escalation.next_page_at = now + repage_interval(escalation.level, get_settings())
-    audit.record(session, actor="dispatcher", action="escalation.paged", subject_type="escalation",
-                 subject_id=escalation.id, round=escalation.page_round, staff_id=person.id if person else None,
-                 channels=[c for c, _ in targets])
+        session.add(ScheduledMessage(kind=MessageKind.PAGE, staff_id=person.id if person else None,
+                                     recipient=recipient, step=step, channel=channel,
+                                     body=_page_body(template, channel, values), planned_at=now, due_at=now,
+                                     status=MessageStatus.SCHEDULED, **row))
+    return person, [channel for channel, _ in targets]
 
 
 def _page_values(session: Session, escalation: Escalation, clinic: Clinic, reply_text: str | None) -> dict:
@@ -68,16 +80,20 @@ def _page_values(session: Session, escalation: Escalation, clinic: Clinic, reply
         reply_text = session.scalar(select(InboundMessage.body).where(InboundMessage.escalation_id == escalation.id)
                                     .order_by(InboundMessage.id.desc()).limit(1)) or ""
     reply = reply_text if len(reply_text) <= 300 else reply_text[:297] + "..."
-    if not patient.sms_allowed:
+    if patient is None:
+        reply += " [sender not on file: call this number back]"
+    elif not patient.sms_allowed:
         reply += " [patient has opted out of SMS: reach them by phone]"
-    return {"level": escalation.level.upper(), "first_name": patient.first_name,
+    return {"level": escalation.level.upper(), "first_name": escalation.first_name,
             "treatment": enrollment.treatment if enrollment else "unknown", "reply": reply, "code": escalation.code,
-            "clinic_name": clinic.name, "clinic_phone": clinic.phone, "patient_phone": patient.phone}
+            "clinic_name": clinic.name, "clinic_phone": clinic.phone, "patient_phone": escalation.callback_phone or ""}
 
 
-def _page_body(channel: str, values: dict) -> str:
+def _page_body(template: str, channel: str, values: dict) -> str:
+    # Pages go to the clinic's staff, in English: the on-call list has no language of its own yet.
     if channel == Channel.EMAIL:
-        subject, body = render_email("page.email", "en", **values)
+        subject, body = render_email(f"{template}.email", "en", **values)
         return f"{subject}\n\n{body}"
-    text = render("page.sms", "en", **values)
-    return text if values["patient_phone"] in text else f"{text} Patient: {values['patient_phone']}"
+    text = render(f"{template}.sms", "en", **values)
+    phone = values.get("patient_phone")
+    return text if not phone or phone in text else f"{text} Patient: {phone}"

@@ -30,14 +30,23 @@ def repage_interval(level: str, settings: Settings) -> timedelta:
     return timedelta(minutes=minutes)
 
 
-def open_escalation(session: Session, *, patient: Patient, enrollment: Enrollment | None, inbound: InboundMessage,
-                    level: str, signs: list[str], explanation: str, now: datetime | None = None) -> Escalation:
-    """Open (or raise) the escalation for this patient's enrollment and queue the first pages at once."""
+def open_escalation(session: Session, *, patient: Patient | None, enrollment: Enrollment | None,
+                    inbound: InboundMessage, level: str, signs: list[str], explanation: str,
+                    clinic_id: int | None = None, now: datetime | None = None) -> Escalation:
+    """Open (or raise) the escalation for this patient's enrollment and queue the first pages at once.
+
+    With no patient (a number on file nowhere, e.g. a relative's phone) the escalation belongs to `clinic_id`, the
+    clinic that owns the number the reply was sent to, and the sender's number is the way back.
+    """
     now = now or utcnow()
-    existing = _open_for(session, patient.id, enrollment.id if enrollment else None)
+    clinic_id = patient.clinic_id if patient is not None else clinic_id
+    if clinic_id is None:
+        raise ValueError("an escalation needs a patient or a clinic")
+    existing = _open_for(session, clinic_id, patient, inbound.from_phone, enrollment.id if enrollment else None)
     if existing is not None:
         return _follow_up(session, existing, inbound=inbound, level=level, signs=signs, now=now)
-    escalation = Escalation(clinic_id=patient.clinic_id, patient_id=patient.id,
+    escalation = Escalation(clinic_id=clinic_id, patient_id=patient.id if patient else None,
+                            sender_phone=None if patient else inbound.from_phone,
                             enrollment_id=enrollment.id if enrollment else None, level=level,
                             status=EscalationStatus.OPEN, code=_new_code(session), signs=signs,
                             explanation=explanation, opened_at=now, page_round=0)
@@ -49,9 +58,15 @@ def open_escalation(session: Session, *, patient: Patient, enrollment: Enrollmen
     return escalation
 
 
-def _open_for(session: Session, patient_id: int, enrollment_id: int | None) -> Escalation | None:
-    query = select(Escalation).where(Escalation.patient_id == patient_id, Escalation.status == EscalationStatus.OPEN,
-                                     Escalation.enrollment_id == enrollment_id if enrollment_id else True)
+def _open_for(session: Session, clinic_id: int, patient: Patient | None, sender: str,
+              enrollment_id: int | None) -> Escalation | None:
+    query = select(Escalation).where(Escalation.clinic_id == clinic_id, Escalation.status == EscalationStatus.OPEN)
+    if patient is None:
+        query = query.where(Escalation.patient_id.is_(None), Escalation.sender_phone == sender)
+    else:
+        query = query.where(Escalation.patient_id == patient.id)
+        if enrollment_id:
+            query = query.where(Escalation.enrollment_id == enrollment_id)
     return session.scalars(query.order_by(Escalation.id.desc()).limit(1)).first()
 
 

@@ -15,7 +15,7 @@ from aftercare.views import iso, message_view
 
 def escalation_view(escalation: Escalation) -> dict[str, Any]:
     return {"id": escalation.id, "level": escalation.level, "status": escalation.status,
-            "patient_id": escalation.patient_id, "first_name": escalation.patient.first_name,
+            "patient_id": escalation.patient_id, "first_name": escalation.first_name,
             "enrollment_id": escalation.enrollment_id, "code": escalation.code, "signs": escalation.signs,
             "opened_at": iso(escalation.opened_at), "acknowledged_at": iso(escalation.acknowledged_at),
             "acknowledged_by": escalation.acknowledged_by, "resolved_at": iso(escalation.resolved_at),
@@ -31,7 +31,7 @@ def escalation_detail(session: Session, escalation_id: int) -> dict[str, Any]:
     replies = session.scalars(select(InboundMessage).where(InboundMessage.escalation_id == escalation_id)
                               .order_by(InboundMessage.id))
     return {**escalation_view(escalation), "explanation": escalation.explanation,
-            "resolution_note": escalation.resolution_note, "patient_phone": escalation.patient.phone,
+            "resolution_note": escalation.resolution_note, "patient_phone": escalation.callback_phone,
             "replies": [{"id": r.id, "at": iso(r.received_at), "body": r.body, "level": r.level} for r in replies],
             "pages": [{**message_view(p), "staff_id": p.staff_id} for p in pages],
             "audit": [{"at": iso(a.at), "actor": a.actor, "action": a.action, "details": a.details}

@@ -17,14 +17,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aftercare import audit
+from aftercare.config import get_settings
 from aftercare.contact import normalize_phone
 from aftercare.errors import AftercareError, InputError
 from aftercare.escalation.service import acknowledge, find_by_code, open_escalation
+from aftercare.inbound.answers import read_answer
+from aftercare.inbound.checkin import pending_red_flag, triage_context
+from aftercare.inbound.disposition import RED_FLAG_SIGN, Action, Disposition, dispose
 from aftercare.inbound.keywords import Keyword, classify, is_conditional_opt_in
+from aftercare.inbound.language import message_language
 from aftercare.models import (
     Clinic,
     Enrollment,
     EnrollmentStatus,
+    Escalation,
+    EscalationStatus,
     InboundMessage,
     MessageStatus,
     OnCallStaff,
@@ -34,7 +41,8 @@ from aftercare.models import (
 )
 from aftercare.protocols import render
 from aftercare.protocols.templates import default_catalog
-from aftercare.triage import TriageLevel, triage
+from aftercare.review.service import has_open_item, open_review_item
+from aftercare.triage import TriageLevel, TriageResult, triage
 
 log = logging.getLogger(__name__)
 _ACK = re.compile(r"^\s*ack\s+#?([A-Za-z0-9]{4,12})\s*$", re.IGNORECASE)
@@ -49,18 +57,21 @@ class Outcome:
     answers: list[str] = field(default_factory=list)
     handling: str = "reply"
     duplicate: bool = False
+    review_id: int | None = None
 
     @property
     def answer(self) -> str | None:
         return "\n".join(self.answers) if self.answers else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"level": self.level, "signs": self.signs, "escalation_id": self.escalation_id, "answer": self.answer}
+        return {"level": self.level, "signs": self.signs, "escalation_id": self.escalation_id,
+                "review_id": self.review_id, "handling": self.handling, "answer": self.answer}
 
 
 def handle_inbound_sms(session: Session, *, sid: str, from_number: str, to_number: str | None, body: str,
-                       now: datetime | None = None) -> Outcome:
-    """Process one inbound SMS exactly once per provider SID. The caller commits."""
+                       num_media: int = 0, now: datetime | None = None) -> Outcome:
+    """Process one inbound SMS or MMS (`num_media` photos, Twilio's NumMedia) exactly once per provider SID.
+    The caller commits."""
     now = now or utcnow()
     previous = session.scalar(select(InboundMessage).where(InboundMessage.provider_sid == sid))
     if previous is not None:
@@ -69,7 +80,7 @@ def handle_inbound_sms(session: Session, *, sid: str, from_number: str, to_numbe
     sender = _normalise_sender(_storable(from_number))
     to_number = _normalise_sender(_storable(to_number)) if to_number else None
     inbound = InboundMessage(provider_sid=sid, from_phone=sender, to_phone=to_number, body=body[:MAX_BODY],
-                             received_at=now)
+                             received_at=now, num_media=max(0, num_media), language=message_language(body))
     try:
         with session.begin_nested():
             session.add(inbound)
@@ -82,7 +93,7 @@ def handle_inbound_sms(session: Session, *, sid: str, from_number: str, to_numbe
     inbound.answer, inbound.escalation_id = outcome.answer, outcome.escalation_id
     audit.record(session, actor="patient" if inbound.patient_id else "sender", action="inbound.received",
                  subject_type="inbound", subject_id=inbound.id, handling=outcome.handling, level=outcome.level,
-                 escalation_id=outcome.escalation_id)
+                 escalation_id=outcome.escalation_id, review_id=outcome.review_id)
     log.info("inbound %s handled as %s level=%s", inbound.id, outcome.handling, outcome.level)
     return outcome
 
@@ -122,7 +133,7 @@ def _process(session: Session, inbound: InboundMessage, now: datetime) -> Outcom
         if acked is not None:
             return acked
     if not patients:
-        return _unknown_sender(inbound, outcome)
+        return _unknown_sender(session, inbound, outcome, now)
     patient = patients[0]
     inbound.patient_id = patient.id
     enrollment = _current_enrollment(session, patient.id)
@@ -175,8 +186,8 @@ def _clinician_ack(session: Session, inbound: InboundMessage, code: str, now: da
     person = next(s for s in staff if s.clinic_id == escalation.clinic_id)
     try:
         acknowledge(session, escalation, by=person.name, via="sms", now=now)
-        text = (f"Acknowledged escalation {escalation.id} ({escalation.level}) for {escalation.patient.first_name}. "
-                f"Call the patient: {escalation.patient.phone}")
+        text = (f"Acknowledged escalation {escalation.id} ({escalation.level}) for {escalation.first_name}. "
+                f"Call the patient: {escalation.callback_phone}")
     except AftercareError as exc:
         text = str(exc)
     return Outcome(handling="ack", escalation_id=escalation.id, answers=[text])
@@ -188,35 +199,94 @@ def _current_enrollment(session: Session, patient_id: int) -> Enrollment | None:
     return session.scalars(query).first()
 
 
-def _unknown_sender(inbound: InboundMessage, outcome: Outcome) -> Outcome:
-    """No patient has this number: still triage, and tell anyone in danger to call for help."""
-    result = triage(inbound.body, "en")
-    outcome.level, outcome.signs = result.level.value, list(result.signs)
+def _unknown_sender(session: Session, inbound: InboundMessage, outcome: Outcome, now: datetime) -> Outcome:
+    """No patient has this number (a relative's phone, a new number): the clinic that owns the number it was sent
+    to gets an escalation for a danger sign, a review item for anything else; nobody gets reassurance."""
+    result = triage(inbound.body, inbound.language or "en")
+    disposition = dispose(result, num_media=inbound.num_media)
+    outcome.level, outcome.signs = disposition.level.value, disposition.signs
     outcome.handling = "unknown_sender" if outcome.handling == "reply" else outcome.handling
-    if result.level in (TriageLevel.EMERGENCY, TriageLevel.URGENT):
-        outcome.answers.insert(0, render("unknown.safety", "en", first_name="", clinic_name="", clinic_phone=""))
+    language = inbound.language or "en"
+    clinics = _clinics_for_number(session, inbound.to_phone)
+    if disposition.action is Action.ESCALATE:
+        for clinic in clinics:
+            escalation = open_escalation(session, patient=None, enrollment=None, inbound=inbound, clinic_id=clinic.id,
+                                         level=disposition.level.value, signs=disposition.signs,
+                                         explanation=result.explanation, now=now)
+            outcome.escalation_id = outcome.escalation_id or escalation.id
+        key = f"safety.{disposition.level.value}" if len(clinics) == 1 else "unknown.safety"
+        outcome.answers.insert(0, render(key, language, **_clinic_values(clinics[0] if clinics else None)))
+        return outcome
+    waiting = any(has_open_item(session, clinic_id=c.id, patient_id=None, sender=inbound.from_phone) for c in clinics)
+    for clinic in clinics:
+        item = open_review_item(session, clinic=clinic, inbound=inbound, reason="unknown_sender",
+                                level=disposition.level.value, now=now)
+        outcome.review_id = outcome.review_id or item.id
+    if clinics and not waiting and disposition.action is not Action.SILENT:
+        key = "reply.holding" if len(clinics) == 1 else "unknown.safety"
+        outcome.answers.append(render(key, language, **_clinic_values(clinics[0])))
     return outcome
+
+
+def _clinics_for_number(session: Session, to_number: str | None) -> list[Clinic]:
+    """The clinic(s) a reply was sent to: the one whose sender number it is; those using the default sender when
+    it is that; the only clinic there is when the number says nothing."""
+    if to_number:
+        owners = list(session.scalars(select(Clinic).where(Clinic.sms_from == to_number).order_by(Clinic.id)))
+        if owners:
+            return owners
+        if to_number == get_settings().twilio_from:
+            return list(session.scalars(select(Clinic).where(Clinic.sms_from.is_(None)).order_by(Clinic.id)))
+    clinics = list(session.scalars(select(Clinic).limit(2)))
+    return clinics if len(clinics) == 1 else []
 
 
 def _triage_and_answer(session: Session, inbound: InboundMessage, patient: Patient, enrollment: Enrollment | None,
                        outcome: Outcome, now: datetime) -> Outcome:
-    result = triage(inbound.body, patient.language)
-    outcome.level, outcome.signs = result.level.value, list(result.signs)
+    result = triage(inbound.body, patient.language, **triage_context(enrollment, now))
+    red_flag = pending_red_flag(session, patient_id=patient.id, now=now)
+    current = _unresolved_escalation(session, patient.id)
+    disposition = dispose(result, answer=read_answer(inbound.body) if red_flag else None, red_flag=red_flag,
+                          num_media=inbound.num_media, open_escalation=current is not None)
+    outcome.level, outcome.signs = disposition.level.value, disposition.signs
+    # The answer goes in the language the patient wrote in, when that is clear; else in their profile's.
+    language = inbound.language or patient.language
     values = {"first_name": patient.first_name, "clinic_name": patient.clinic.name,
               "clinic_phone": patient.clinic.phone}
-    if result.level in (TriageLevel.EMERGENCY, TriageLevel.URGENT):
+    if disposition.action is Action.ESCALATE:
         escalation = open_escalation(session, patient=patient, enrollment=enrollment, inbound=inbound,
-                                     level=result.level.value, signs=list(result.signs),
-                                     explanation=result.explanation, now=now)
+                                     level=disposition.level.value, signs=disposition.signs,
+                                     explanation=_explanation(result, disposition, red_flag), now=now)
         outcome.escalation_id = escalation.id
-        outcome.answers.insert(0, render(f"safety.{result.level.value}", patient.language, **values))
-        return outcome
-    if outcome.handling == "reply" and _may_auto_answer(session, patient, enrollment):
-        if result.level == TriageLevel.ROUTINE:
-            outcome.answers.append(render(_routine_template(result.signs), patient.language, **values))
-        else:
-            outcome.answers.append(render("reply.ok", patient.language, **values))
+        outcome.answers.insert(0, render(f"safety.{disposition.level.value}", language, **values))
+    elif disposition.action is Action.REVIEW:
+        waiting = has_open_item(session, clinic_id=patient.clinic_id, patient_id=patient.id, sender=inbound.from_phone)
+        item = open_review_item(session, clinic=patient.clinic, inbound=inbound, reason=disposition.reason,
+                                level=disposition.level.value, enrollment_id=enrollment.id if enrollment else None,
+                                now=now)
+        outcome.review_id = item.id
+        if not waiting:
+            outcome.answers.append(render("reply.holding", language, **values))
+    elif disposition.action is Action.SILENT and current is not None:
+        outcome.escalation_id = current.id  # the clinician sees it on the escalation's timeline
+    elif disposition.action is Action.ANSWER and outcome.handling == "reply" and _may_auto_answer(
+            session, patient, enrollment):
+        key = _routine_template(disposition.signs) if disposition.level is TriageLevel.ROUTINE else "reply.ok"
+        outcome.answers.append(render(key, language, **values))
     return outcome
+
+
+def _explanation(result: TriageResult, disposition: Disposition, red_flag: str | None) -> str:
+    if RED_FLAG_SIGN not in disposition.signs:
+        return result.explanation
+    said = f"answered YES to the check-in's red-flag question ({red_flag} signs)"
+    return f"{said}; the reply itself: {result.explanation}" if result.signs else said
+
+
+def _unresolved_escalation(session: Session, patient_id: int) -> Escalation | None:
+    query = select(Escalation).where(Escalation.patient_id == patient_id, Escalation.status.in_(
+        [EscalationStatus.OPEN, EscalationStatus.ACKNOWLEDGED])).order_by(Escalation.id.desc()).limit(1)
+    return session.scalars(query).first()
 
 
 def _routine_template(signs: list[str]) -> str:

@@ -44,10 +44,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     def inbound_sms() -> Response:
         params = require_signature()
         sid, sender, body = params.get("MessageSid", ""), params.get("From", ""), params.get("Body", "")
-        if not sid or not sender or len(sid) > 64 or "\x00" in sid:
+        num_media = params.get("NumMedia") or "0"
+        if not sid or not sender or len(sid) > 64 or "\x00" in sid or not num_media.isdigit() or len(num_media) > 3:
             abort(400)
         with session_scope() as session:
-            outcome = handle_inbound_sms(session, sid=sid, from_number=sender, to_number=params.get("To"), body=body)
+            outcome = handle_inbound_sms(session, sid=sid, from_number=sender, to_number=params.get("To"), body=body,
+                                         num_media=int(num_media))
         return _twiml(outcome.answers)
 
     @app.post("/twilio/status")

@@ -20,6 +20,8 @@ EXTRA_PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     "reply.routine": BASE_PLACEHOLDERS | {"tip"},
     "page.sms": _PAGE_PLACEHOLDERS,
     "page.email": _PAGE_PLACEHOLDERS | {"patient_phone"},
+    "page.review.sms": BASE_PLACEHOLDERS | {"item", "reason", "minutes"},
+    "page.review.email": BASE_PLACEHOLDERS | {"item", "reason", "minutes"},
 }
 # Placeholders a caller may leave out; they render as the default.
 OPTIONAL_VALUES: Mapping[str, str] = {"tip": ""}
@@ -34,9 +36,11 @@ SERVICE_SMS = (
     "safety.emergency",
     "safety.urgent",
     "unknown.safety",
+    "reply.holding",
     "page.sms",
+    "page.review.sms",
 )
-SERVICE_EMAIL = ("page.email",)
+SERVICE_EMAIL = ("page.email", "page.review.email")
 # The subject used when an SMS text goes out by email (an email-only patient, an SMS fallback).
 DEFAULT_SUBJECT = "email.subject"
 

@@ -49,9 +49,11 @@ def dispatch_once(*, settings: Settings | None = None) -> dict[str, int]:
 
 
 def _sweep_escalations() -> int:
+    """Re-page unacknowledged escalations and page for review items nobody read in time. Returns the pages."""
     from aftercare.escalation.paging import queue_due_pages  # the escalation package builds on this one
+    from aftercare.review.paging import queue_overdue_review_pages
 
     with session_factory()() as session:
-        paged = queue_due_pages(session)
+        paged = queue_due_pages(session) + queue_overdue_review_pages(session)
         session.commit()
     return paged

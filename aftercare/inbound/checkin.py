@@ -1,0 +1,48 @@
+"""The check-in a reply answers: the last check-in sent to the patient, and the red-flag question it asked.
+
+A one-word "yes" means something only next to the question it answers, and only for a while: the protocol sets
+each red-flag question's answer window (issue 7, part 1).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from aftercare.models import Enrollment, MessageKind, MessageStatus, ScheduledMessage
+from aftercare.protocols import ProtocolError, load_protocol
+
+# Used when the step has left the protocol since the message went out (a newer protocol version).
+_DEFAULT_WINDOW = timedelta(hours=24)
+
+
+def pending_red_flag(session: Session, *, patient_id: int, now: datetime) -> str | None:
+    """The escalation level a YES would open ("emergency" or "urgent"), or None when the last check-in sent to
+    this patient asked no red-flag question or its answer window has passed."""
+    query = (select(ScheduledMessage.step, ScheduledMessage.red_flag, ScheduledMessage.sent_at, Enrollment.treatment)
+             .join(Enrollment, ScheduledMessage.enrollment_id == Enrollment.id)
+             .where(Enrollment.patient_id == patient_id, ScheduledMessage.kind == MessageKind.REMINDER,
+                    ScheduledMessage.is_checkin.is_(True), ScheduledMessage.channel == "sms",
+                    ScheduledMessage.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]))
+             .order_by(ScheduledMessage.sent_at.desc()).limit(1))
+    last = session.execute(query).first()
+    if last is None or last.red_flag is None or last.sent_at is None:
+        return None
+    return last.red_flag if now - last.sent_at <= _answer_window(last.treatment, last.step) else None
+
+
+def _answer_window(treatment: str, step_id: str) -> timedelta:
+    try:
+        red_flag = load_protocol(treatment).step(step_id).red_flag
+    except ProtocolError:
+        return _DEFAULT_WINDOW
+    return red_flag.answer_window if red_flag else _DEFAULT_WINDOW
+
+
+def triage_context(enrollment: Enrollment | None, now: datetime) -> dict[str, object]:
+    """What the enrollment tells triage that the reply may not: the treatment and the days since it."""
+    if enrollment is None:
+        return {}
+    return {"treatment": enrollment.treatment, "days_since": (now - enrollment.treated_at).total_seconds() / 86400}

@@ -1,0 +1,76 @@
+"""What to do with a patient's reply once it is triaged: escalate, put it before a person, answer, or stay quiet.
+
+A pure function, so the safety rules are tested without a database (issue 7, part 3):
+- a danger sign, or YES to a red-flag question, escalates; the more serious reading wins;
+- an automatic "this is usually normal" goes only when the triage positively recognised a routine sign and
+  nothing else: a question, an unplaceable reply, a photo, or a YES-ish reply that also says all is fine goes to
+  a person (a review item) and the patient gets a holding answer that reassures nothing;
+- a patient with an open escalation is never answered by a robot: the clinician is already on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from aftercare.inbound.answers import Answer, ReadAnswer
+from aftercare.triage import TriageLevel, TriageResult
+
+_ESCALATING = (TriageLevel.URGENT, TriageLevel.EMERGENCY)
+# Quiet triage bases that positively say nothing is wrong (see TriageResult.basis).
+_ALL_WELL = frozenset({"positive", "denied"})
+RED_FLAG_SIGN = "red_flag_answered_yes"
+
+
+class Action(StrEnum):
+    ESCALATE = "escalate"
+    REVIEW = "review"
+    ANSWER = "answer"  # the automatic routine tip or thanks
+    SILENT = "silent"
+
+
+@dataclass(frozen=True)
+class Disposition:
+    action: Action
+    level: TriageLevel
+    signs: list[str] = field(default_factory=list)
+    reason: str = ""  # for REVIEW: unplaced, question, photo, unclear_answer; for SILENT: why
+
+
+def dispose(result: TriageResult, *, answer: ReadAnswer | None = None, red_flag: str | None = None,
+            num_media: int = 0, open_escalation: bool = False) -> Disposition:
+    """Decide from a triage, the yes/no answer the reply gives (if any) and the red-flag level of the check-in it
+    answers (None when the last check-in asked no red-flag question or its answer window has passed)."""
+    signs = list(result.signs)
+    if red_flag and answer is not None and answer.answer is Answer.YES:
+        return _yes_to_red_flag(result, answer, TriageLevel(red_flag), signs)
+    if result.level in _ESCALATING:
+        return Disposition(Action.ESCALATE, result.level, signs)
+    if open_escalation:
+        return Disposition(Action.SILENT, result.level, signs, reason="escalation_open")
+    if num_media:
+        return Disposition(Action.REVIEW, result.level, signs, reason="photo")
+    if red_flag and answer is not None and answer.whole:  # a plain NO to the red-flag question
+        return Disposition(Action.ANSWER, TriageLevel.OK, signs)
+    return _quiet(result, signs)
+
+
+def _yes_to_red_flag(result: TriageResult, answer: ReadAnswer, screened: TriageLevel,
+                     signs: list[str]) -> Disposition:
+    if result.level.rank > screened.rank:
+        return Disposition(Action.ESCALATE, result.level, signs + [RED_FLAG_SIGN])
+    if not answer.whole and result.level is TriageLevel.OK and result.basis in _ALL_WELL:
+        # "yes all good thanks": a yes to which question? Not an emergency on its face, but a person reads it.
+        return Disposition(Action.REVIEW, TriageLevel.ROUTINE, signs, reason="unclear_answer")
+    return Disposition(Action.ESCALATE, screened, [RED_FLAG_SIGN, *signs])
+
+
+def _quiet(result: TriageResult, signs: list[str]) -> Disposition:
+    if result.level is TriageLevel.ROUTINE and result.basis == "signs":
+        return Disposition(Action.ANSWER, result.level, signs)
+    if result.level is TriageLevel.OK and result.basis in _ALL_WELL:
+        return Disposition(Action.ANSWER, result.level, signs)
+    if result.level is TriageLevel.OK and result.basis == "empty":
+        return Disposition(Action.SILENT, result.level, signs, reason="empty")
+    reason = "question" if result.basis == "question" else "unplaced"
+    return Disposition(Action.REVIEW, TriageLevel.ROUTINE, signs, reason=reason)

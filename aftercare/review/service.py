@@ -1,0 +1,83 @@
+"""Opening, listing and closing review items. Every change is in the audit log.
+
+A review item is due within the clinic's service time (`Clinic.review_minutes`), counted in clinic hours: a
+reply that arrives during quiet hours starts the clock when they end. Past that, on-call is paged
+(`aftercare.review.paging`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import case, select
+from sqlalchemy.orm import Session
+
+from aftercare import audit
+from aftercare.errors import AftercareError, NotFound
+from aftercare.models import Clinic, InboundMessage, ReviewItem, ReviewStatus, utcnow
+from aftercare.schedule.planner import QuietHours, next_allowed
+
+# Most serious first in the inbox; unknown levels sort last.
+_LEVEL_ORDER = {"emergency": 0, "urgent": 1, "routine": 2, "ok": 3}
+
+
+def review_due_at(clinic: Clinic, received_at: datetime) -> datetime:
+    """When staff must have read an item that came in at `received_at` (UTC): the service time after the first
+    minute outside the clinic's quiet hours."""
+    quiet = QuietHours.parse(f"{clinic.quiet_start}-{clinic.quiet_end}")
+    start = next_allowed(received_at, tz=ZoneInfo(clinic.timezone), quiet=quiet)
+    return start + timedelta(minutes=clinic.review_minutes)
+
+
+def open_review_item(session: Session, *, clinic: Clinic, inbound: InboundMessage, reason: str,
+                     level: str | None, enrollment_id: int | None = None, now: datetime | None = None) -> ReviewItem:
+    now = now or utcnow()
+    item = ReviewItem(clinic_id=clinic.id, patient_id=inbound.patient_id, enrollment_id=enrollment_id,
+                      inbound_id=inbound.id, reason=reason, level=level, status=ReviewStatus.OPEN, created_at=now,
+                      due_at=review_due_at(clinic, now))
+    session.add(item)
+    session.flush()
+    audit.record(session, actor="triage", action="review.opened", subject_type="review", subject_id=item.id,
+                 reason=reason, inbound_id=inbound.id, clinic_id=clinic.id)
+    return item
+
+
+def has_open_item(session: Session, *, clinic_id: int, patient_id: int | None, sender: str) -> bool:
+    """Whether this sender already waits for a person: then the holding answer is not sent again."""
+    query = select(ReviewItem.id).where(ReviewItem.clinic_id == clinic_id, ReviewItem.status == ReviewStatus.OPEN)
+    if patient_id is not None:
+        query = query.where(ReviewItem.patient_id == patient_id)
+    else:
+        query = query.join(InboundMessage).where(InboundMessage.from_phone == sender)
+    return session.scalar(query.limit(1)) is not None
+
+
+def list_inbox(session: Session, *, clinic_id: int | None = None, include_done: bool = False) -> list[ReviewItem]:
+    """Open items, most serious then newest first (all items with include_done)."""
+    severity = case(_LEVEL_ORDER, value=ReviewItem.level, else_=9)
+    query = select(ReviewItem).order_by(severity, ReviewItem.created_at.desc(), ReviewItem.id.desc())
+    if clinic_id is not None:
+        query = query.where(ReviewItem.clinic_id == clinic_id)
+    if not include_done:
+        query = query.where(ReviewItem.status == ReviewStatus.OPEN)
+    return list(session.scalars(query))
+
+
+def get_review_item(session: Session, item_id: int) -> ReviewItem:
+    item = session.get(ReviewItem, item_id)
+    if item is None:
+        raise NotFound(f"unknown review item {item_id}: see `aftercare inbox`")
+    return item
+
+
+def mark_done(session: Session, item: ReviewItem, *, by: str, note: str | None = None,
+              now: datetime | None = None) -> ReviewItem:
+    """A person has read the reply and dealt with it."""
+    if item.status != ReviewStatus.OPEN:
+        raise AftercareError(f"review item {item.id} is already {item.status}")
+    item.status, item.done_at, item.done_by = ReviewStatus.DONE, now or utcnow(), by
+    item.note = (note or "").strip() or None
+    audit.record(session, actor=by, action="review.done", subject_type="review", subject_id=item.id,
+                 note=item.note)
+    return item

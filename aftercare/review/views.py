@@ -1,0 +1,18 @@
+"""What the inbox shows of a review item."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aftercare.models import ReviewItem
+from aftercare.views import iso
+
+
+def review_view(item: ReviewItem) -> dict[str, Any]:
+    inbound = item.inbound
+    return {"id": item.id, "clinic": item.clinic.slug, "reason": item.reason, "level": item.level,
+            "status": item.status, "patient_id": item.patient_id,
+            "first_name": item.patient.first_name if item.patient else None,
+            "from": inbound.from_phone, "body": inbound.body, "num_media": inbound.num_media,
+            "received_at": iso(inbound.received_at), "due_at": iso(item.due_at), "paged_at": iso(item.paged_at),
+            "done_at": iso(item.done_at), "done_by": item.done_by, "note": item.note}

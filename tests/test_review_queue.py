@@ -1,0 +1,171 @@
+"""Replies nobody can safely answer automatically go to a person: the review queue, the holding answer, and the
+page when nobody reads it in time (issue 7, part 3). Unknown senders reach the clinic that owns the number."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from aftercare.channels.console import read_outbox
+from aftercare.config import get_settings
+from aftercare.db import session_scope
+from aftercare.models import AuditEntry, Escalation, ReviewItem, ScheduledMessage
+from tests.cli_helpers import add_clinic, cli_json, enroll, run_cli
+
+PATIENT = "+6281234567890"
+DOCTOR = "+6281100000001"
+CLINIC_PHONE = "+622150001234"
+SENDER = "+15005550006"
+REASSURING = ("normal", "glad", "all is well", "settles")
+
+
+@pytest.fixture
+def clinic(env):
+    add_clinic(quiet_hours="00:00-00:00", sms_from=SENDER, review_within="30m")
+    cli_json("oncall", "add", "--clinic", "glow", "--name", "Dr A", "--phone", DOCTOR, "--email", "a@glow.example")
+    treated = (datetime.now(UTC) - timedelta(hours=30)).replace(microsecond=0).isoformat()
+    return enroll(phone=PATIENT, treated_at=treated)
+
+
+def _reply(text: str, *extra: str, sender: str = PATIENT) -> dict:
+    return cli_json("reply", "--from", sender, "--to", SENDER, *extra, text)
+
+
+def _assert_holding(answer: str) -> None:
+    assert "nurse will read" in answer.lower() or "perawat" in answer.lower()
+    assert "+622150001234" in answer
+    assert not any(word in answer.lower() for word in REASSURING)
+
+
+def test_an_unplaceable_reply_becomes_a_review_item_with_a_holding_answer(clinic):
+    result = _reply("the thing from yesterday is doing the weird thing again")
+    assert result["escalation_id"] is None and result["review_id"] is not None
+    _assert_holding(result["answer"])
+    [item] = cli_json("inbox")
+    assert item["id"] == result["review_id"] and item["reason"] == "unplaced" and item["clinic"] == "glow"
+    assert item["body"] == "the thing from yesterday is doing the weird thing again"
+
+
+def test_a_question_goes_to_a_person_not_a_robot(clinic):
+    result = _reply("can I dye my hair this weekend?")
+    assert result["review_id"] is not None
+    assert cli_json("inbox")[0]["reason"] == "question"
+    _assert_holding(result["answer"])
+
+
+def test_a_photo_only_message_is_never_answered_all_is_well(clinic):
+    result = _reply("", "--media", "1")
+    assert result["review_id"] is not None and result["escalation_id"] is None
+    _assert_holding(result["answer"])
+    assert cli_json("inbox")[0]["reason"] == "photo"
+
+
+def test_a_photo_with_a_danger_sign_still_escalates(clinic):
+    result = _reply("see photo, my lip went white and it really hurts", "--media", "2")
+    assert result["level"] == "emergency" and result["escalation_id"] is not None
+
+
+def test_a_recognised_routine_sign_still_gets_its_tip(clinic):
+    result = _reply("a little bruising on my cheek today")
+    assert result["review_id"] is None and result["level"] == "routine"
+    assert "bruise" in result["answer"].lower()
+
+
+def test_the_holding_answer_is_not_repeated_while_an_item_waits(clinic):
+    assert _reply("hmm about the thing from before")["answer"]
+    second = _reply("and the other thing too")
+    assert second["review_id"] is not None and second["answer"] is None
+    assert len(cli_json("inbox")) == 2
+
+
+def test_the_answer_goes_in_the_language_the_patient_wrote_in(clinic):
+    result = _reply("kak mau tanya, kapan boleh ke salon untuk creambath rambut?")
+    assert result["review_id"] is not None
+    assert "Perawat" in result["answer"] and "Thank you" not in result["answer"]
+
+
+def test_replies_under_an_open_escalation_are_never_auto_answered(clinic):
+    assert _reply("my lip has gone white and it really hurts")["escalation_id"]
+    follow_up = _reply("ok thanks, a bit of bruising too")
+    assert follow_up["answer"] is None
+    with session_scope() as session:
+        escalation = session.scalars(select(Escalation)).one()
+    assert follow_up["escalation_id"] == escalation.id  # it shows on the escalation's timeline
+
+
+def test_an_emergency_from_an_unknown_number_escalates_for_the_clinic_that_owns_the_number(clinic):
+    text = "ini Ayu pakai hp kakak aku, bibir aku jadi putih pucat dan sakit banget abis filler"
+    result = _reply(text, sender="+6285599990000")
+    assert result["level"] == "emergency" and result["escalation_id"] is not None
+    assert CLINIC_PHONE in result["answer"] and "SEKARANG" in result["answer"]  # the clinic's phone, in Indonesian
+    cli_json("dispatch", "--once")
+    pages = [m for m in read_outbox(get_settings()) if m["to"] == DOCTOR]
+    assert len(pages) == 1 and "+6285599990000" in pages[0]["body"]
+    shown = cli_json("escalations", "show", str(result["escalation_id"]))
+    assert shown["patient_id"] is None and shown["patient_phone"] == "+6285599990000"
+
+
+def test_anything_else_from_an_unknown_number_is_a_review_item(clinic):
+    result = _reply("hi is this the clinic? I had a peel last week", sender="+6285599990001")
+    assert result["escalation_id"] is None
+    [item] = cli_json("inbox", "--clinic", "glow")
+    assert item["reason"] == "unknown_sender" and item["patient_id"] is None
+    _assert_holding(result["answer"])
+
+
+def test_an_unread_review_item_pages_on_call_once_past_its_service_time(clinic):
+    item_id = _reply("the thing from yesterday is doing the weird thing again")["review_id"]
+    cli_json("dispatch", "--once")
+    assert not [m for m in read_outbox(get_settings()) if m["to"] == DOCTOR]  # not yet due
+    with session_scope() as session:
+        session.execute(update(ReviewItem).values(due_at=datetime.now(UTC) - timedelta(minutes=1)))
+    cli_json("dispatch", "--once")
+    cli_json("dispatch", "--once")
+    pages = [m for m in read_outbox(get_settings()) if m["to"] == DOCTOR]
+    assert len(pages) == 1 and f"item {item_id}" in pages[0]["body"]
+    assert "weird" not in pages[0]["body"]  # the patient's words stay in the inbox
+
+
+def test_a_review_item_read_in_time_pages_nobody(clinic):
+    item_id = _reply("the thing from yesterday is doing the weird thing again")["review_id"]
+    done = cli_json("inbox", "done", str(item_id), "--by", "Nurse Rina", "--note", "called her, all fine")
+    assert done["status"] == "done" and done["done_by"] == "Nurse Rina"
+    with session_scope() as session:
+        session.execute(update(ReviewItem).values(due_at=datetime.now(UTC) - timedelta(minutes=1)))
+    cli_json("dispatch", "--once")
+    assert not [m for m in read_outbox(get_settings()) if m["to"] == DOCTOR]
+    assert cli_json("inbox") == []
+    assert [i["id"] for i in cli_json("inbox", "--all")] == [item_id]
+    with session_scope() as session:
+        actions = session.scalars(select(AuditEntry.action).where(AuditEntry.subject_type == "review")).all()
+    assert actions == ["review.opened", "review.done"]
+
+
+def test_inbox_done_twice_or_unknown_is_a_one_line_error(clinic):
+    item_id = _reply("the thing from yesterday is doing the weird thing again")["review_id"]
+    cli_json("inbox", "done", str(item_id), "--by", "Rina")
+    again = run_cli("inbox", "done", str(item_id), "--by", "Rina")
+    assert again.exit_code == 1 and again.stderr.strip().count("\n") == 0 and "already done" in again.stderr
+    missing = run_cli("inbox", "done", "999", "--by", "Rina")
+    assert missing.exit_code == 1 and "unknown review item" in missing.stderr
+
+
+def test_the_inbox_lists_the_most_serious_then_newest_first_per_clinic(clinic):
+    add_clinic(slug="other", phone="+622150009999", sms_from="+15005550007")
+    _reply("the thing from yesterday is doing the weird thing again")
+    _reply("hello, is this Other clinic?", sender="+6285599990002").get("review_id")
+    cli_json("reply", "--from", "+6285599990003", "--to", "+15005550007", "hello other clinic")
+    assert {i["clinic"] for i in cli_json("inbox")} == {"glow", "other"}
+    assert [i["clinic"] for i in cli_json("inbox", "--clinic", "other")] == ["other"]
+    ids = [i["id"] for i in cli_json("inbox", "--clinic", "glow")]
+    assert ids == sorted(ids, reverse=True)
+
+
+def test_review_within_is_validated_at_clinic_add(env):
+    bad = run_cli("clinic", "add", "--name", "X", "--slug", "x", "--timezone", "Asia/Jakarta", "--phone",
+                  CLINIC_PHONE, "--review-within", "2 hours")
+    assert bad.exit_code == 1 and "--review-within" in bad.stderr
+    with session_scope() as session:
+        assert session.scalar(select(ScheduledMessage.id)) is None
