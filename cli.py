@@ -168,14 +168,15 @@ def schedule() -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None)
 @json_option
 def schedule_list(enrollment_id: int | None, status: str | None, limit: int | None, as_json: bool) -> None:
-    """List scheduled messages (due times in UTC)."""
+    """List scheduled messages (due times in UTC). safety: sent in quiet hours too; red_flag: the escalation
+    level a one-word YES to the message opens (none: no red-flag question)."""
     from aftercare.views import list_messages, message_view
 
     with session_scope() as session:
-        rows = [message_view(m) for m in list_messages(session, enrollment_id=enrollment_id, status=status,
-                                                        limit=limit)]
-    emit(rows, as_json=as_json, columns=["id", "enrollment_id", "step", "channel", "due_at", "status", "reason"],
-         title="schedule")
+        rows = [{**message_view(m), "safety": m.is_safety, "red_flag": m.red_flag}
+                for m in list_messages(session, enrollment_id=enrollment_id, status=status, limit=limit)]
+    emit(rows, as_json=as_json, columns=["id", "enrollment_id", "step", "channel", "due_at", "status", "reason",
+                                         "safety", "red_flag"], title="schedule")
 
 
 def _enrollment_action(name: str, help_text: str):

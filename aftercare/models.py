@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -218,6 +219,10 @@ class ScheduledMessage(Base):
     template: Mapped[str | None] = mapped_column(String(120))
     body: Mapped[str | None] = mapped_column(Text)
     is_checkin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A safety-critical step (warning signs, first-night check-ins): quiet hours do not hold it back.
+    is_safety: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The escalation level a one-word YES to this message's red-flag question opens; null: no such question.
+    red_flag: Mapped[str | None] = mapped_column(String(16))
     planned_at: Mapped[datetime]
     due_at: Mapped[datetime]
     fresh_until: Mapped[datetime | None]  # past this, the message is no longer worth sending

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from aftercare.channels.console import read_outbox
 from aftercare.config import get_settings
 from aftercare.db import session_factory, session_scope
-from aftercare.models import Clinic, Enrollment, MessageStatus, Patient, ScheduledMessage
+from aftercare.models import Clinic, Enrollment, Escalation, MessageStatus, Patient, ScheduledMessage
 from aftercare.schedule.delivery import deliver_batch
 from aftercare.schedule.dispatcher import claim_due_messages
 from tests.cli_helpers import add_clinic, cli_json, enroll
@@ -135,7 +135,7 @@ def test_a_message_that_became_stale_while_held_is_skipped(env):
 
 
 def test_quiet_hours_push_a_due_reminder_to_the_next_allowed_minute(env):
-    enrollment = _due_enrollment()
+    enrollment = _due_enrollment(treatment="mesotherapy")  # its first-hours text is routine, not safety-critical
     with session_scope() as session:
         # Quiet from half an hour ago to half an hour ahead: whatever "now" is, it is quiet.
         now_local = datetime.now(UTC).astimezone(ZoneInfo("Asia/Jakarta"))
@@ -146,3 +146,88 @@ def test_quiet_hours_push_a_due_reminder_to_the_next_allowed_minute(env):
     assert result["sent"] == 0
     rows = cli_json("schedule", "list", "--enrollment", str(enrollment["enrollment_id"]), "--status", "scheduled")
     assert min(datetime.fromisoformat(r["due_at"]) for r in rows) > datetime.now(UTC) + timedelta(minutes=20)
+
+
+# Safety-critical steps and quiet hours ---------------------------------------------------------------------
+
+
+def _zone_where_it_is_now(hour: int, minute: int) -> tuple[str, datetime]:
+    """An IANA zone (Etc/GMT-N, a whole-hour offset) whose local time now is within the hour from hour:minute,
+    and that local time: lets a test run "at 21:30" on the real clock that dispatch uses."""
+    now = datetime.now(UTC)
+    target = hour if now.minute >= minute else hour + 1
+    offset = (target - now.hour) % 24
+    offset = offset - 24 if offset > 14 else offset  # Etc/GMT zones run from -12 to +14
+    name = f"Etc/GMT{-offset:+d}"  # POSIX style: Etc/GMT-7 is UTC+7
+    return name, now.astimezone(ZoneInfo(name))
+
+
+def _steps(enrollment_id: int) -> dict[str, dict]:
+    return {r["step"]: r for r in cli_json("schedule", "list", "--enrollment", str(enrollment_id))}
+
+
+def test_an_evening_filler_treatment_gets_its_warning_signs_that_evening(env):
+    zone, local_now = _zone_where_it_is_now(21, 30)
+    assert time(21, 30) <= local_now.time() <= time(22, 30)
+    add_clinic(timezone=zone, quiet_hours="21:00-08:00")
+    # An evening treatment, at about 19:30 local: its first-hours text fell due a minute ago, at about 21:30.
+    treated = local_now - timedelta(hours=2, minutes=1)
+    enrollment = enroll(treated_at=treated.isoformat())  # no email: only the first-hours text is due now
+    steps = _steps(enrollment["enrollment_id"])
+    assert steps["first-hours"]["safety"] is True and steps["first-hours"]["red_flag"] is None
+    due = datetime.fromisoformat(steps["first-hours"]["due_at"])
+    assert timedelta(0) <= due - (treated + timedelta(hours=2)) < timedelta(minutes=2)  # tonight, not at 08:00
+    result = cli_json("dispatch", "--once")
+    assert result == {"claimed": 1, "sent": 1, "failed": 0}  # sent at about 21:30 local, not deferred to 08:00
+    outbox = read_outbox(get_settings())
+    assert len(outbox) == 1 and "blurry vision" in outbox[0]["body"]
+    steps = _steps(enrollment["enrollment_id"])
+    assert steps["first-hours"]["status"] == "sent"
+    # The first-night check-in is due at its own time tonight; the routine morning text waits for 08:00.
+    evening = steps["checkin-evening"]
+    assert evening["safety"] is True and evening["red_flag"] == "emergency"
+    assert datetime.fromisoformat(evening["due_at"]) == treated + timedelta(hours=4)
+    morning = datetime.fromisoformat(steps["day1-morning"]["due_at"]).astimezone(ZoneInfo(zone))
+    assert morning.time() == time(9, 0) and steps["day1-morning"]["safety"] is False
+
+
+def test_a_late_enrollment_sends_a_fresh_safety_step_now_even_in_quiet_hours(env):
+    zone, local_now = _zone_where_it_is_now(23, 30)  # about 23:30 local, deep in quiet hours
+    add_clinic(timezone=zone, quiet_hours="21:00-08:00")
+    treated = local_now - timedelta(hours=4, minutes=10)  # about 19:20: first-hours 2h10 ago, check-in 10 min ago
+    enrollment = enroll(treated_at=treated.isoformat(), email="ayu@example.com")
+    steps = _steps(enrollment["enrollment_id"])
+    for step in ("first-hours", "checkin-evening"):
+        assert steps[step]["status"] == "scheduled"
+        assert datetime.fromisoformat(steps[step]["due_at"]) <= datetime.now(UTC)
+    # The routine email summary (due at about 19:50, still fresh) waits for the morning.
+    summary_due = datetime.fromisoformat(steps["aftercare-summary"]["due_at"]).astimezone(ZoneInfo(zone))
+    assert summary_due.time() == time(8, 0)
+    result = cli_json("dispatch", "--once")
+    assert result == {"claimed": 2, "sent": 2, "failed": 0}
+    steps = _steps(enrollment["enrollment_id"])
+    assert steps["first-hours"]["status"] == "sent" and steps["checkin-evening"]["status"] == "sent"
+    assert steps["aftercare-summary"]["status"] == "scheduled"
+    sent = [item["body"] for item in read_outbox(get_settings())]
+    assert len(sent) == 2 and any(body.endswith("Reply YES or NO") for body in sent)
+
+
+def test_a_safety_step_still_obeys_opt_out_and_an_open_escalation(env):
+    zone, local_now = _zone_where_it_is_now(21, 30)
+    add_clinic(timezone=zone, quiet_hours="21:00-08:00")
+    enroll(treated_at=(local_now - timedelta(hours=2)).isoformat())
+    enroll(treated_at=(local_now - timedelta(hours=2)).isoformat(), phone="+6281234567891", first_name="Budi")
+    with session_scope() as session:
+        ayu = session.scalar(select(Patient).where(Patient.first_name == "Ayu"))
+        ayu.sms_opted_out_at, ayu.sms_opt_out_source = datetime.now(UTC), "test"
+        budi = session.scalar(select(Enrollment).join(Patient).where(Patient.first_name == "Budi"))
+        # An open escalation no clinician has looked at yet; no page is due (next_page_at is empty).
+        session.add(Escalation(enrollment_id=budi.id, clinic_id=budi.clinic_id, patient_id=budi.patient_id,
+                               level="urgent", status="open", code="T3ST"))
+    result = cli_json("dispatch", "--once")
+    assert result["claimed"] == 1 and result["sent"] == 0  # the held enrollment's rows are not even claimed
+    assert read_outbox(get_settings()) == []
+    with session_scope() as session:
+        rows = {(row.enrollment_id, row.status, row.skip_reason) for row in session.scalars(
+            select(ScheduledMessage).where(ScheduledMessage.step == "first-hours"))}
+    assert rows == {(1, "skipped", "opted_out"), (2, "scheduled", None)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -9,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aftercare.protocols import After, DayAt, Step, list_protocols
+from aftercare.protocols import After, DayAt, Step, list_protocols, load_protocol
 from aftercare.schedule.planner import (
     DEFAULT_QUIET_HOURS,
     QuietHours,
+    due_at,
     next_allowed,
     plan_due_at,
     step_time,
@@ -92,6 +94,9 @@ def test_due_time_is_utc_not_before_the_step_and_never_in_quiet_hours(step, trea
     due = plan_due_at(step, treated_at=treated_at, tz=tz, quiet=quiet)
     assert raw.tzinfo is UTC and due.tzinfo is UTC
     assert due >= raw
+    if step.safety:
+        assert due == raw  # warning signs and first-night check-ins are never held back by quiet hours
+        return
     assert not quiet.contains(local_wall(due, tz))
     # A quiet window is shorter than a day; a clock falling back can add a few hours, never another day.
     assert due - raw < timedelta(hours=30)
@@ -132,9 +137,10 @@ def test_every_protocol_keeps_its_order(index, treated_at, tz, quiet) -> None:
         (step_time(step, treated_at=treated_at, tz=tz), plan_due_at(step, treated_at=treated_at, tz=tz, quiet=quiet))
         for step in protocol.steps
     ]
-    for raw_a, due_a in planned:
-        for raw_b, due_b in planned:
-            if raw_a <= raw_b:
+    for step_a, (raw_a, due_a) in zip(protocol.steps, planned, strict=True):
+        for step_b, (raw_b, due_b) in zip(protocol.steps, planned, strict=True):
+            # A safety step may overtake a routine one that waits out the night, never the other way round.
+            if raw_a <= raw_b and not (step_b.safety and not step_a.safety):
                 assert due_a <= due_b
 
 
@@ -246,10 +252,41 @@ def test_next_allowed_examples(tz, moment, quiet, expected) -> None:
     assert next_allowed(moment, tz=tz, quiet=quiet) == expected
 
 
-def test_an_evening_treatment_gets_its_first_hours_text_next_morning() -> None:
+def test_a_routine_step_after_an_evening_treatment_waits_for_the_morning() -> None:
     treated_at = datetime(2026, 5, 10, 20, 0, tzinfo=JAKARTA)
     due = plan_due_at(after_step(timedelta(hours=2)), treated_at=treated_at, tz=JAKARTA, quiet=DEFAULT_QUIET_HOURS)
     assert due == datetime(2026, 5, 11, 8, 0, tzinfo=JAKARTA)
+
+
+def test_a_safety_step_planned_inside_quiet_hours_is_due_at_its_raw_time() -> None:
+    treated_at = datetime(2026, 5, 10, 20, 0, tzinfo=JAKARTA)
+    step = replace(after_step(timedelta(hours=2)), safety=True)
+    due = plan_due_at(step, treated_at=treated_at, tz=JAKARTA, quiet=DEFAULT_QUIET_HOURS)
+    assert due == datetime(2026, 5, 10, 22, 0, tzinfo=JAKARTA) and due.tzinfo is UTC
+
+
+def test_an_evening_filler_treatment_gets_its_warning_signs_that_evening() -> None:
+    protocol = load_protocol("dermal-filler")
+    treated_at = datetime(2026, 5, 10, 19, 30, tzinfo=JAKARTA)
+    due = {step.id: plan_due_at(step, treated_at=treated_at, tz=JAKARTA, quiet=DEFAULT_QUIET_HOURS).astimezone(JAKARTA)
+           for step in protocol.steps}
+    assert due["first-hours"] == datetime(2026, 5, 10, 21, 30, tzinfo=JAKARTA)
+    assert due["checkin-evening"] == datetime(2026, 5, 10, 23, 30, tzinfo=JAKARTA)
+    assert due["aftercare-summary"] == datetime(2026, 5, 10, 20, 0, tzinfo=JAKARTA)
+    assert due["day1-morning"] == datetime(2026, 5, 11, 9, 0, tzinfo=JAKARTA)
+
+
+def test_a_late_safety_step_is_due_now_even_inside_quiet_hours() -> None:
+    step = replace(after_step(timedelta(hours=2)), safety=True)
+    planned = datetime(2026, 5, 10, 21, 30, tzinfo=JAKARTA)
+    now = datetime(2026, 5, 10, 23, 30, tzinfo=JAKARTA)
+    assert due_at(step, planned=planned, now=now, tz=JAKARTA, quiet=DEFAULT_QUIET_HOURS) == now
+    routine = after_step(timedelta(hours=2))
+    morning = datetime(2026, 5, 11, 8, 0, tzinfo=JAKARTA)
+    assert due_at(routine, planned=planned, now=now, tz=JAKARTA, quiet=DEFAULT_QUIET_HOURS) == morning
+    # Not yet late: the raw time, not now.
+    early = datetime(2026, 5, 10, 21, 0, tzinfo=JAKARTA)
+    assert due_at(step, planned=planned, now=early, tz=JAKARTA, quiet=DEFAULT_QUIET_HOURS) == planned
 
 
 def test_the_day_is_the_patients_local_date_not_utc() -> None:

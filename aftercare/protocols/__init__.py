@@ -1,7 +1,7 @@
 """Care protocols as data: one YAML file per treatment, message texts per language, and their validation."""
 
 from aftercare.protocols.loader import TREATMENTS, list_protocols, load_protocol, load_protocol_file
-from aftercare.protocols.model import After, DayAt, Protocol, ProtocolError, Step, When, parse_duration
+from aftercare.protocols.model import After, DayAt, Protocol, ProtocolError, RedFlag, Step, When, parse_duration
 from aftercare.protocols.templates import (
     LANGUAGES,
     EmailTemplate,
@@ -21,6 +21,7 @@ __all__ = [
     "EmailTemplate",
     "Protocol",
     "ProtocolError",
+    "RedFlag",
     "Step",
     "TemplateCatalog",
     "When",

@@ -11,10 +11,13 @@ from typing import Any, TypeVar
 
 from aftercare.protocols.model import (
     CHANNELS,
+    RED_FLAG_LEVELS,
     After,
     DayAt,
     Protocol,
     ProtocolError,
+    RedFlag,
+    RedFlagLevel,
     Step,
     StepChannel,
     When,
@@ -36,7 +39,13 @@ DATA_DIR = Path(__file__).parent / "data"
 
 _PROTOCOL_FIELDS = {"key", "name", "version", "steps"}
 _STEP_REQUIRED = {"id", "when", "channel", "template", "fresh_for"}
-_STEP_OPTIONAL = {"checkin"}
+_STEP_OPTIONAL = {"checkin", "safety", "red_flag"}
+_RED_FLAG_FIELDS = {"level", "answer_window"}
+_RED_FLAG_SHAPE = "expected {level: emergency or urgent, answer_window: DURATION}"
+# Vascular occlusion after filler or skin booster shows within hours to about 3 days (blanching at once, livedo
+# within hours, blisters around day 3; CLINICAL-NOTES.md), and vision loss can be permanent within about 90
+# minutes: every check-in in that window must ask the closed question, and a YES must page as an emergency.
+OCCLUSION_SCREENING: dict[str, timedelta] = {"dermal-filler": timedelta(hours=72), "skin-booster": timedelta(hours=72)}
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _WHEN_SHAPE = 'expected {after: DURATION} or {day: N, at: "HH:MM"}'
 _STEP_ID_MAX = 64  # the outbox stores it in a short column
@@ -69,6 +78,7 @@ def load_protocol_file(path: Path | str, *, catalog: TemplateCatalog | None = No
     name = _field(where, raw, "name", _text)
     version = _field(where, raw, "version", _positive_int)
     steps = _parse_steps(where, raw["steps"], catalog or default_catalog())
+    _check_occlusion_screening(where, key, steps)
     return Protocol(key=key, name=name, version=version, steps=steps, source=path)
 
 
@@ -99,7 +109,39 @@ def _parse_step(filename: str, number: int, raw: object, catalog: TemplateCatalo
         template=_field(where, raw, "template", lambda value: _template(value, channel, catalog)),
         fresh_for=_field(where, raw, "fresh_for", _positive_duration),
         checkin=_field(where, raw, "checkin", _boolean) if "checkin" in raw else False,
+        safety=_field(where, raw, "safety", _boolean) if "safety" in raw else False,
+        red_flag=_parse_red_flag(where, raw),
     )
+
+
+def _parse_red_flag(where: str, raw: dict[str, Any]) -> RedFlag | None:
+    if "red_flag" not in raw:
+        return None
+    value = raw["red_flag"]
+    if not isinstance(value, dict) or set(value) != _RED_FLAG_FIELDS:
+        raise ProtocolError(f"{where}: field 'red_flag': {_RED_FLAG_SHAPE}")
+    # A one-word reply is read against the last check-in sent; an email or a plain notice is never replied to.
+    if raw.get("channel") != "sms" or raw.get("checkin") is not True:
+        raise ProtocolError(f"{where}: field 'red_flag': only an sms check-in step (checkin: true) can carry one")
+    return RedFlag(level=_field(where, value, "level", _red_flag_level, prefix="red_flag."),
+                   answer_window=_field(where, value, "answer_window", _positive_duration, prefix="red_flag."))
+
+
+def _check_occlusion_screening(where: str, key: str, steps: tuple[Step, ...]) -> None:
+    """Refuse a filler or booster protocol whose early check-ins do not all screen for vascular occlusion."""
+    window = OCCLUSION_SCREENING.get(key)
+    if window is None:
+        return
+    early = [step for step in steps if step.checkin and step.when.earliest_offset() <= window]
+    hours = int(window.total_seconds() // 3600)
+    if not early:
+        raise ProtocolError(f"{where}: field 'steps': a {key} protocol needs sms check-ins in the first {hours} "
+                            "hours, each with a red-flag question (red_flag: {level: emergency, ...})")
+    for step in early:
+        if step.red_flag is None or step.red_flag.level != "emergency":
+            raise ProtocolError(f"{where}: step '{step.id}': field 'red_flag': every {key} check-in in the first "
+                                f"{hours} hours must end with a red-flag question for vascular occlusion and eye "
+                                "signs, with red_flag: {level: emergency, answer_window: DURATION}")
 
 
 def _parse_when(where: str, raw: object) -> When:
@@ -188,6 +230,13 @@ def _boolean(value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {value!r}")
     return value
+
+
+def _red_flag_level(value: object) -> RedFlagLevel:
+    for level in RED_FLAG_LEVELS:
+        if value == level:
+            return level
+    raise ValueError(f"unknown level {value!r}; choose one of: {', '.join(RED_FLAG_LEVELS)}")
 
 
 def _channel(value: object) -> StepChannel:

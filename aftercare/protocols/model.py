@@ -13,6 +13,8 @@ import yaml
 
 StepChannel = Literal["sms", "email"]
 CHANNELS: tuple[StepChannel, ...] = ("sms", "email")
+RedFlagLevel = Literal["emergency", "urgent"]
+RED_FLAG_LEVELS: tuple[RedFlagLevel, ...] = ("emergency", "urgent")
 
 _DURATION = re.compile(r"^(\d+)([mhd])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -29,6 +31,10 @@ class After:
 
     offset: timedelta
 
+    def earliest_offset(self) -> timedelta:
+        """The shortest time after the treatment this step can come: always its offset."""
+        return self.offset
+
 
 @dataclass(frozen=True)
 class DayAt:
@@ -37,8 +43,22 @@ class DayAt:
     day: int
     at: time
 
+    def earliest_offset(self) -> timedelta:
+        """The shortest time after the treatment this step can come: after a treatment just before midnight
+        (ignoring a clock change), so day 3 at 10:00 may be only 58 hours after it."""
+        wall = timedelta(hours=self.at.hour, minutes=self.at.minute)
+        return max(timedelta(0), timedelta(days=self.day - 1) + wall)
+
 
 When = After | DayAt
+
+
+@dataclass(frozen=True)
+class RedFlag:
+    """A check-in's closed red-flag question ("... Reply YES or NO"): what a one-word YES to it means."""
+
+    level: RedFlagLevel  # the escalation level a YES opens
+    answer_window: timedelta  # how long after the check-in was sent a one-word reply still answers it
 
 
 @dataclass(frozen=True)
@@ -49,6 +69,9 @@ class Step:
     template: str
     fresh_for: timedelta
     checkin: bool = False
+    # A safety-critical step (warning signs, first-night check-ins) ignores quiet hours.
+    safety: bool = False
+    red_flag: RedFlag | None = None
 
 
 @dataclass(frozen=True)

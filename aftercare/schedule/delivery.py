@@ -181,13 +181,16 @@ def decide(row: ScheduledMessage, *, held: set[int], settings: Settings, now: da
 
 def _reminder_hold(row: ScheduledMessage, enrollment: Enrollment, patient: Patient, *, held: bool,
                    now: datetime) -> Decision | None:
-    """The re-check before a reminder goes: still wanted, still fresh, and not in the patient's quiet hours."""
+    """The re-check before a reminder goes: still wanted, still fresh, and (unless safety-critical) not in the
+    patient's quiet hours."""
     if enrollment.status == EnrollmentStatus.CANCELLED:
         return Decision(status=MessageStatus.CANCELLED, reason="enrollment_cancelled")
     if enrollment.status == EnrollmentStatus.PAUSED or held:
         return Decision(status=MessageStatus.SCHEDULED, reason="held", due_at=row.due_at)
     if row.fresh_until is not None and now > row.fresh_until:
         return Decision(status=MessageStatus.SKIPPED, reason="stale")
+    if row.is_safety:
+        return None  # warning signs and first-night check-ins are not held back by quiet hours
     clinic = patient.clinic
     quiet = QuietHours.parse(f"{clinic.quiet_start}-{clinic.quiet_end}")
     allowed = next_allowed(now, tz=ZoneInfo(patient.timezone), quiet=quiet)
@@ -289,8 +292,9 @@ def _after_permanent_sms_failure(session: Session, row: ScheduledMessage, error:
         patient.sms_opted_out_at, patient.sms_opt_out_source = now, f"carrier:{error.code}"
     if patient.email_allowed:
         session.add(M(kind=row.kind, enrollment_id=row.enrollment_id, step=row.step, channel=Channel.EMAIL,
-                      template=row.template, body=row.body, is_checkin=row.is_checkin, planned_at=row.planned_at,
-                      due_at=now, fresh_until=row.fresh_until, fallback_of_id=row.id))
+                      template=row.template, body=row.body, is_checkin=row.is_checkin, is_safety=row.is_safety,
+                      red_flag=row.red_flag, planned_at=row.planned_at, due_at=now, fresh_until=row.fresh_until,
+                      fallback_of_id=row.id))
 
 
 def backoff(attempt: int, base_seconds: float) -> timedelta:

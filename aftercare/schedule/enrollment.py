@@ -27,7 +27,7 @@ from aftercare.models import (
     utcnow,
 )
 from aftercare.protocols import LANGUAGES, Protocol, ProtocolError, load_protocol
-from aftercare.schedule.planner import QuietHours, next_allowed, step_time
+from aftercare.schedule.planner import QuietHours, due_at, step_time
 
 
 @dataclass(frozen=True)
@@ -141,14 +141,17 @@ def plan_messages(protocol: Protocol, *, clinic: Clinic, request: EnrollmentRequ
     rows = []
     for step in protocol.steps:
         planned = step_time(step, treated_at=request.treated_at, tz=tz)
+        # Freshness counts from the raw time: a safety step is due then, so quiet hours never make it stale.
         fresh_until = planned + step.fresh_for
-        due = next_allowed(max(planned, now), tz=tz, quiet=quiet)
+        due = due_at(step, planned=planned, now=now, tz=tz, quiet=quiet)
         channel, skip_reason = _channel_for(step.channel, request)
         if skip_reason is None and now > fresh_until:
             skip_reason = "stale"
         rows.append({
             "kind": MessageKind.REMINDER, "step": step.id, "channel": channel, "template": step.template,
-            "is_checkin": step.checkin, "planned_at": planned, "due_at": due, "fresh_until": fresh_until,
+            "is_checkin": step.checkin, "is_safety": step.safety,
+            "red_flag": step.red_flag.level if step.red_flag else None,
+            "planned_at": planned, "due_at": due, "fresh_until": fresh_until,
             "status": MessageStatus.SKIPPED if skip_reason else MessageStatus.SCHEDULED,
             "skip_reason": skip_reason, "skipped_at": now if skip_reason else None,
             "attempts": 0, "created_at": now, "updated_at": now,

@@ -53,8 +53,16 @@ DEFAULT_QUIET_HOURS = QuietHours(time(21, 0), time(8, 0))
 
 
 def plan_due_at(step: Step, *, treated_at: datetime, tz: tzinfo, quiet: QuietHours) -> datetime:
-    """When a routine step should go out: its time, moved out of quiet hours."""
-    return next_allowed(step_time(step, treated_at=treated_at, tz=tz), tz=tz, quiet=quiet)
+    """When a step should go out if enrolled in time: its raw time, a routine step moved out of quiet hours."""
+    return due_at(step, planned=step_time(step, treated_at=treated_at, tz=tz), now=None, tz=tz, quiet=quiet)
+
+
+def due_at(step: Step, *, planned: datetime, now: datetime | None, tz: tzinfo, quiet: QuietHours) -> datetime:
+    """When a step goes out (UTC): its raw `planned` time, or `now` if that has passed (a late enrollment).
+    A routine step then moves out of quiet hours; a safety step does not, since the warning signs after an
+    evening filler must arrive that evening, while a blocked vessel can still be saved."""
+    earliest = max(planned, now) if now is not None else planned
+    return _as_utc(earliest, "planned") if step.safety else next_allowed(earliest, tz=tz, quiet=quiet)
 
 
 def step_time(step: Step, *, treated_at: datetime, tz: tzinfo) -> datetime:
