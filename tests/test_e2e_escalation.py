@@ -52,7 +52,7 @@ def test_dangerous_reply_is_paged_repaged_acknowledged_and_resolved(env, tmp_pat
         worker = start_worker(process_env, beat=True, log=tmp_path / "worker.log")
         try:
             assert wait_until(lambda: len(_sms_to(twilio, PATIENT)) >= 1, timeout=30)
-            assert any("reply ok" in m["body"].lower() for m in _sms_to(twilio, PATIENT)), "a check-in arrives"
+            assert any("reply yes or no" in m["body"].lower() for m in _sms_to(twilio, PATIENT)), "a check-in arrives"
             reminders_before = len(_sms_to(twilio, PATIENT))
 
             answer = web.sms(PATIENT, "my lip has gone white and it really hurts")

@@ -44,7 +44,8 @@ def test_an_unplaceable_reply_becomes_a_review_item_with_a_holding_answer(clinic
     assert result["escalation_id"] is None and result["review_id"] is not None
     _assert_holding(result["answer"])
     [item] = cli_json("inbox")
-    assert item["id"] == result["review_id"] and item["reason"] == "unplaced" and item["clinic"] == "glow"
+    assert item["id"] == result["review_id"] and item["clinic"] == "glow"
+    assert item["reason"] in ("unplaced", "unanswered_sign")
     assert item["body"] == "the thing from yesterday is doing the weird thing again"
 
 
@@ -71,6 +72,13 @@ def test_a_recognised_routine_sign_still_gets_its_tip(clinic):
     result = _reply("a little bruising on my cheek today")
     assert result["review_id"] is None and result["level"] == "routine"
     assert "bruise" in result["answer"].lower()
+
+
+def test_a_sign_the_clinic_has_written_no_answer_for_goes_to_a_person(clinic):
+    result = _reply("feeling a bit dizzy and sick since this morning")
+    assert result["review_id"] is not None and result["escalation_id"] is None
+    _assert_holding(result["answer"])
+    assert cli_json("inbox")[0]["reason"] == "unanswered_sign"
 
 
 def test_the_holding_answer_is_not_repeated_while_an_item_waits(clinic):

@@ -26,9 +26,12 @@ SAMPLE = {
     "reply": "my cheek went white and it hurts a lot",
     "code": "K7Q2",
     "tip": "",
+    "item": "12345",
+    "reason": "an unclear answer to a red-flag question",
+    "minutes": "125",
 }
 # Texts to a clinician may run to two segments; nothing sent to a patient should.
-TWO_SEGMENTS_ALLOWED = {"page.sms"}
+TWO_SEGMENTS_ALLOWED = {"page.sms", "page.review.sms"}
 
 
 def all_templates() -> list[tuple[str, str, str | EmailTemplate]]:

@@ -6,6 +6,7 @@ each red-flag question's answer window (issue 7, part 1).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -18,9 +19,14 @@ from aftercare.protocols import ProtocolError, load_protocol
 _DEFAULT_WINDOW = timedelta(hours=24)
 
 
-def pending_red_flag(session: Session, *, patient_id: int, now: datetime) -> str | None:
-    """The escalation level a YES would open ("emergency" or "urgent"), or None when the last check-in sent to
-    this patient asked no red-flag question or its answer window has passed."""
+@dataclass(frozen=True)
+class RedFlagQuestion:
+    level: str  # the escalation level a YES opens: "emergency" or "urgent"
+    open: bool  # still inside its answer window
+
+
+def last_red_flag_question(session: Session, *, patient_id: int, now: datetime) -> RedFlagQuestion | None:
+    """The red-flag question of the last check-in sent to this patient, or None when it asked none."""
     query = (select(ScheduledMessage.step, ScheduledMessage.red_flag, ScheduledMessage.sent_at, Enrollment.treatment)
              .join(Enrollment, ScheduledMessage.enrollment_id == Enrollment.id)
              .where(Enrollment.patient_id == patient_id, ScheduledMessage.kind == MessageKind.REMINDER,
@@ -30,7 +36,7 @@ def pending_red_flag(session: Session, *, patient_id: int, now: datetime) -> str
     last = session.execute(query).first()
     if last is None or last.red_flag is None or last.sent_at is None:
         return None
-    return last.red_flag if now - last.sent_at <= _answer_window(last.treatment, last.step) else None
+    return RedFlagQuestion(last.red_flag, now - last.sent_at <= _answer_window(last.treatment, last.step))
 
 
 def _answer_window(treatment: str, step_id: str) -> timedelta:

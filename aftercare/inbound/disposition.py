@@ -2,9 +2,11 @@
 
 A pure function, so the safety rules are tested without a database (issue 7, part 3):
 - a danger sign, or YES to a red-flag question, escalates; the more serious reading wins;
-- an automatic "this is usually normal" goes only when the triage positively recognised a routine sign and
-  nothing else: a question, an unplaceable reply, a photo, or a YES-ish reply that also says all is fine goes to
-  a person (a review item) and the patient gets a holding answer that reassures nothing;
+- an automatic "this is usually normal" goes only when the triage positively recognised routine signs and nothing
+  else, and the clinic has written an answer for every one of them (`answerable`); a question, an unplaceable
+  reply, a photo, a sign with no written answer (dizziness, numbness, "something feels wrong") or a YES-ish reply
+  that also says all is fine goes to a person (a review item) and the patient gets a holding answer that
+  reassures nothing;
 - a patient with an open escalation is never answered by a robot: the clinician is already on it.
 """
 
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from aftercare.inbound.answers import Answer, ReadAnswer
+from aftercare.inbound.checkin import RedFlagQuestion
 from aftercare.triage import TriageLevel, TriageResult
 
 _ESCALATING = (TriageLevel.URGENT, TriageLevel.EMERGENCY)
@@ -34,25 +37,29 @@ class Disposition:
     action: Action
     level: TriageLevel
     signs: list[str] = field(default_factory=list)
-    reason: str = ""  # for REVIEW: unplaced, question, photo, unclear_answer; for SILENT: why
+    reason: str = ""  # REVIEW: unplaced, question, photo, unanswered_sign, unclear_answer; SILENT: why
 
 
-def dispose(result: TriageResult, *, answer: ReadAnswer | None = None, red_flag: str | None = None,
-            num_media: int = 0, open_escalation: bool = False) -> Disposition:
-    """Decide from a triage, the yes/no answer the reply gives (if any) and the red-flag level of the check-in it
-    answers (None when the last check-in asked no red-flag question or its answer window has passed)."""
+def dispose(result: TriageResult, *, answerable: frozenset[str], answer: ReadAnswer | None = None,
+            red_flag: RedFlagQuestion | None = None, num_media: int = 0,
+            open_escalation: bool = False) -> Disposition:
+    """Decide from a triage, the signs the clinic has a written answer for, the yes/no answer the reply gives (if
+    any) and the red-flag question of the last check-in (None when it asked none)."""
     signs = list(result.signs)
-    if red_flag and answer is not None and answer.answer is Answer.YES:
-        return _yes_to_red_flag(result, answer, TriageLevel(red_flag), signs)
+    yes = answer is not None and answer.answer is Answer.YES
+    if red_flag and red_flag.open and yes:
+        return _yes_to_red_flag(result, answer, TriageLevel(red_flag.level), signs)
     if result.level in _ESCALATING:
         return Disposition(Action.ESCALATE, result.level, signs)
+    if red_flag and yes:  # a YES after the answer window: late, or to another question? A person asks.
+        return Disposition(Action.REVIEW, TriageLevel.ROUTINE, signs, reason="unclear_answer")
     if open_escalation:
         return Disposition(Action.SILENT, result.level, signs, reason="escalation_open")
     if num_media:
         return Disposition(Action.REVIEW, result.level, signs, reason="photo")
-    if red_flag and answer is not None and answer.whole:  # a plain NO to the red-flag question
+    if red_flag and red_flag.open and answer is not None and answer.whole:  # a plain NO to the red-flag question
         return Disposition(Action.ANSWER, TriageLevel.OK, signs)
-    return _quiet(result, signs)
+    return _quiet(result, signs, answerable)
 
 
 def _yes_to_red_flag(result: TriageResult, answer: ReadAnswer, screened: TriageLevel,
@@ -65,9 +72,11 @@ def _yes_to_red_flag(result: TriageResult, answer: ReadAnswer, screened: TriageL
     return Disposition(Action.ESCALATE, screened, [RED_FLAG_SIGN, *signs])
 
 
-def _quiet(result: TriageResult, signs: list[str]) -> Disposition:
+def _quiet(result: TriageResult, signs: list[str], answerable: frozenset[str]) -> Disposition:
     if result.level is TriageLevel.ROUTINE and result.basis == "signs":
-        return Disposition(Action.ANSWER, result.level, signs)
+        if answerable.issuperset(signs):
+            return Disposition(Action.ANSWER, result.level, signs)
+        return Disposition(Action.REVIEW, result.level, signs, reason="unanswered_sign")
     if result.level is TriageLevel.OK and result.basis in _ALL_WELL:
         return Disposition(Action.ANSWER, result.level, signs)
     if result.level is TriageLevel.OK and result.basis == "empty":

@@ -10,6 +10,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import select, update
@@ -22,7 +23,7 @@ from aftercare.contact import normalize_phone
 from aftercare.errors import AftercareError, InputError
 from aftercare.escalation.service import acknowledge, find_by_code, open_escalation
 from aftercare.inbound.answers import read_answer
-from aftercare.inbound.checkin import pending_red_flag, triage_context
+from aftercare.inbound.checkin import RedFlagQuestion, last_red_flag_question, triage_context
 from aftercare.inbound.disposition import RED_FLAG_SIGN, Action, Disposition, dispose
 from aftercare.inbound.keywords import Keyword, classify, is_conditional_opt_in
 from aftercare.inbound.language import message_language
@@ -47,6 +48,7 @@ from aftercare.triage import TriageLevel, TriageResult, triage
 log = logging.getLogger(__name__)
 _ACK = re.compile(r"^\s*ack\s+#?([A-Za-z0-9]{4,12})\s*$", re.IGNORECASE)
 MAX_BODY = 1600  # Twilio's own limit for an SMS body
+_ROUTINE_ANSWER = "reply.routine."
 
 
 @dataclass
@@ -203,7 +205,7 @@ def _unknown_sender(session: Session, inbound: InboundMessage, outcome: Outcome,
     """No patient has this number (a relative's phone, a new number): the clinic that owns the number it was sent
     to gets an escalation for a danger sign, a review item for anything else; nobody gets reassurance."""
     result = triage(inbound.body, inbound.language or "en")
-    disposition = dispose(result, num_media=inbound.num_media)
+    disposition = dispose(result, answerable=frozenset(), num_media=inbound.num_media)
     outcome.level, outcome.signs = disposition.level.value, disposition.signs
     outcome.handling = "unknown_sender" if outcome.handling == "reply" else outcome.handling
     language = inbound.language or "en"
@@ -244,10 +246,10 @@ def _clinics_for_number(session: Session, to_number: str | None) -> list[Clinic]
 def _triage_and_answer(session: Session, inbound: InboundMessage, patient: Patient, enrollment: Enrollment | None,
                        outcome: Outcome, now: datetime) -> Outcome:
     result = triage(inbound.body, patient.language, **triage_context(enrollment, now))
-    red_flag = pending_red_flag(session, patient_id=patient.id, now=now)
+    red_flag = last_red_flag_question(session, patient_id=patient.id, now=now)
     current = _unresolved_escalation(session, patient.id)
-    disposition = dispose(result, answer=read_answer(inbound.body) if red_flag else None, red_flag=red_flag,
-                          num_media=inbound.num_media, open_escalation=current is not None)
+    disposition = dispose(result, answerable=answerable_signs(), answer=read_answer(inbound.body) if red_flag else None,
+                          red_flag=red_flag, num_media=inbound.num_media, open_escalation=current is not None)
     outcome.level, outcome.signs = disposition.level.value, disposition.signs
     # The answer goes in the language the patient wrote in, when that is clear; else in their profile's.
     language = inbound.language or patient.language
@@ -276,10 +278,10 @@ def _triage_and_answer(session: Session, inbound: InboundMessage, patient: Patie
     return outcome
 
 
-def _explanation(result: TriageResult, disposition: Disposition, red_flag: str | None) -> str:
-    if RED_FLAG_SIGN not in disposition.signs:
+def _explanation(result: TriageResult, disposition: Disposition, red_flag: RedFlagQuestion | None) -> str:
+    if RED_FLAG_SIGN not in disposition.signs or red_flag is None:
         return result.explanation
-    said = f"answered YES to the check-in's red-flag question ({red_flag} signs)"
+    said = f"answered YES to the check-in's red-flag question ({red_flag.level} signs)"
     return f"{said}; the reply itself: {result.explanation}" if result.signs else said
 
 
@@ -290,12 +292,16 @@ def _unresolved_escalation(session: Session, patient_id: int) -> Escalation | No
 
 
 def _routine_template(signs: list[str]) -> str:
-    """The first sign with its own tip decides the answer; otherwise the general reassurance."""
+    """The first sign's own answer (dispose() answers only signs that have one)."""
+    return f"reply.routine.{signs[0]}" if signs else "reply.routine"
+
+
+@cache
+def answerable_signs() -> frozenset[str]:
+    """The routine signs the clinic has written an answer for in every language (`reply.routine.<sign>`)."""
     catalog = default_catalog()
-    for sign in signs:
-        if not catalog.missing_in(f"reply.routine.{sign}"):
-            return f"reply.routine.{sign}"
-    return "reply.routine"
+    keys = {key for texts in catalog.texts.values() for key in texts if key.startswith(_ROUTINE_ANSWER)}
+    return frozenset(key.removeprefix(_ROUTINE_ANSWER) for key in keys if not catalog.missing_in(key))
 
 
 def _may_auto_answer(session: Session, patient: Patient, enrollment: Enrollment | None) -> bool:

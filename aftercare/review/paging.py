@@ -21,6 +21,7 @@ _REASONS = {
     "photo": "a photo",
     "unknown_sender": "from a number not on file",
     "unclear_answer": "an unclear answer to a red-flag question",
+    "unanswered_sign": "a sign with no written answer",
 }
 
 
