@@ -141,3 +141,10 @@ def test_unknown_sender_in_danger_is_told_to_get_help(env):
     result = _reply("my lip went white and it hurts so bad", sender="+6281777777777")
     assert result["level"] == "emergency" and result["escalation_id"] is None
     assert "emergency" in result["answer"].lower()
+
+
+def test_a_page_queued_before_the_escalation_was_acknowledged_is_not_sent(clinic):
+    escalation_id = _reply("my lip has gone white and it really hurts")["escalation_id"]
+    cli_json("escalations", "ack", str(escalation_id), "--by", "Dr A")
+    cli_json("dispatch", "--once")
+    assert not _outbox_to(DOCTOR_A)

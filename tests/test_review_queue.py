@@ -177,3 +177,16 @@ def test_review_within_is_validated_at_clinic_add(env):
     assert bad.exit_code == 1 and "--review-within" in bad.stderr
     with session_scope() as session:
         assert session.scalar(select(ScheduledMessage.id)) is None
+
+
+def test_a_review_page_queued_before_the_item_was_read_is_not_sent(clinic):
+    item_id = _reply("the thing from yesterday is doing the weird thing again")["review_id"]
+    with session_scope() as session:
+        session.execute(update(ReviewItem).values(due_at=datetime.now(UTC) - timedelta(minutes=1)))
+    from aftercare.review.paging import queue_overdue_review_pages
+
+    with session_scope() as session:
+        assert queue_overdue_review_pages(session) == 1
+    cli_json("inbox", "done", str(item_id), "--by", "Rina")
+    cli_json("dispatch", "--once")
+    assert not [m for m in read_outbox(get_settings()) if m["to"] == DOCTOR]

@@ -36,7 +36,7 @@ _ADDRESS = frozenset({
 _AFTER = _ADDRESS | {"thanks", "thank", "you", "thx", "ty", "makasih", "terima", "kasih", "trims", "ok", "okay", "oke"}
 _WORD = re.compile(r"[a-z0-9]+")
 # "yesss", "nooo", "iyaaa": texting stretches the last letter.
-_STRETCH = re.compile(r"(.)\1{2,}$")
+_STRETCH = re.compile(r"(.)\1+$")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ from aftercare.models import (
     MessageKind,
     MessageStatus,
     Patient,
+    ReviewItem,
+    ReviewStatus,
     ScheduledMessage,
     utcnow,
 )
@@ -63,7 +65,9 @@ def deliver_batch(ids: list[int], token: str, *, settings: Settings | None = Non
         ids = renew_lease(session, ids, token, until=now + timedelta(seconds=settings.claim_lease_seconds))
         rows = _load_claimed(session, ids, token)
         held = _enrollments_under_escalation(session, {r.enrollment_id for r in rows if r.enrollment_id})
-        decisions = [(row.id, decide(row, held=held, settings=settings, now=now)) for row in rows]
+        settled = _settled_pages(session, rows)
+        decisions = [(row.id, decide(row, held=held, settings=settings, now=now) if row.id not in settled
+                      else Decision(status=MessageStatus.CANCELLED, reason="settled")) for row in rows]
     counts: Counter = Counter()
     to_send = [(row_id, d.message) for row_id, d in decisions if d.message is not None]
     with OutcomeWriter() as writer:
@@ -159,6 +163,18 @@ def _enrollments_under_escalation(session: Session, enrollment_ids: set[int]) ->
     query = select(Escalation.enrollment_id).where(Escalation.enrollment_id.in_(enrollment_ids),
                                                    Escalation.status == EscalationStatus.OPEN)
     return set(session.scalars(query))
+
+
+def _settled_pages(session: Session, rows: list[ScheduledMessage]) -> set[int]:
+    """Pages queued before someone acknowledged their escalation or read their review item: nobody needs them."""
+    pages = [r for r in rows if r.kind == MessageKind.PAGE]
+    escalations = {r.escalation_id for r in pages if r.escalation_id}
+    reviews = {r.review_item_id for r in pages if r.review_item_id}
+    closed_escalations = set(session.scalars(select(Escalation.id).where(
+        Escalation.id.in_(escalations), Escalation.status != EscalationStatus.OPEN))) if escalations else set()
+    closed_reviews = set(session.scalars(select(ReviewItem.id).where(
+        ReviewItem.id.in_(reviews), ReviewItem.status != ReviewStatus.OPEN))) if reviews else set()
+    return {r.id for r in pages if r.escalation_id in closed_escalations or r.review_item_id in closed_reviews}
 
 
 def decide(row: ScheduledMessage, *, held: set[int], settings: Settings, now: datetime) -> Decision:
