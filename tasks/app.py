@@ -12,8 +12,10 @@ from aftercare.config import Settings, get_settings
 def broker_options(settings: Settings) -> dict:
     if settings.embedded_broker:
         folder = (settings.home / "broker").resolve()
-        folder.mkdir(parents=True, exist_ok=True)
-        return {"data_folder_in": str(folder), "data_folder_out": str(folder), "store_processed": False}
+        control = folder / "control"  # kombu's default is ./control, in whatever folder the process started in
+        control.mkdir(parents=True, exist_ok=True)
+        return {"data_folder_in": str(folder), "data_folder_out": str(folder), "store_processed": False,
+                "control_folder": str(control)}
     # A task not acknowledged within this time is redelivered; our own claim lease is the real safety net.
     return {"visibility_timeout": 3600, "queue_order_strategy": "priority"}
 
