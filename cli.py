@@ -175,8 +175,14 @@ def schedule_list(enrollment_id: int | None, status: str | None, limit: int | No
     with session_scope() as session:
         rows = [{**message_view(m), "safety": m.is_safety, "red_flag": m.red_flag}
                 for m in list_messages(session, enrollment_id=enrollment_id, status=status, limit=limit)]
+    if not as_json:  # one narrow column for people: "safety", "YES=emergency" or both
+        rows = [{**r, "flags": ", ".join(_message_flags(r))} for r in rows]
     emit(rows, as_json=as_json, columns=["id", "enrollment_id", "step", "channel", "due_at", "status", "reason",
-                                         "safety", "red_flag"], title="schedule")
+                                         "flags"], title="schedule")
+
+
+def _message_flags(row: dict) -> list[str]:
+    return (["safety"] if row["safety"] else []) + ([f"YES={row['red_flag']}"] if row["red_flag"] else [])
 
 
 def _enrollment_action(name: str, help_text: str):

@@ -60,6 +60,8 @@ def test_an_invalid_number_fails_for_good_and_falls_back_to_email(providers):
     emails = _rows("email")
     fallback = [e for e in emails if e.fallback_of_id == sms.id]
     assert fallback and fallback[0].status == "sent"
+    # The failed SMS was the filler warning signs: the email copy stays safety-critical.
+    assert sms.step == fallback[0].step == "first-hours" and fallback[0].is_safety is True
     assert smtp.wait_for(2)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -153,3 +153,31 @@ def test_oncall_list_keeps_paging_order(env):
     staff = cli_json("oncall", "list", "--clinic", "glow")
     assert [s["name"] for s in staff] == ["Dr A", "Dr B"]
     assert staff[1]["phone"] == "+6281222222222"  # a local number is read in the clinic's country
+
+
+def test_schedule_list_says_which_messages_are_safety_critical_and_carry_a_red_flag(env, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # a table as wide as a real terminal, so no cell is cut short
+    add_clinic()
+    result = enroll(treated_at=_future())
+    rows = {r["step"]: r for r in cli_json("schedule", "list", "--enrollment", str(result["enrollment_id"]))}
+    assert all(isinstance(r["safety"], bool) for r in rows.values())
+    assert {step for step, r in rows.items() if r["safety"]} == {"first-hours", "checkin-evening"}
+    assert {step: r["red_flag"] for step, r in rows.items() if r["red_flag"]} == {
+        "checkin-evening": "emergency", "checkin-day1": "emergency", "checkin-day3": "emergency"}
+    human = run_cli("schedule", "list", "--enrollment", str(result["enrollment_id"]))
+    assert human.exit_code == 0 and "flags" in human.stdout
+    lines = {line.split("│")[3].strip(): line for line in human.stdout.splitlines() if line.count("│") > 8}
+    assert "safety, YES=emergency" in lines["checkin-evening"]
+    assert "safety" in lines["first-hours"] and "YES=" not in lines["first-hours"]
+    assert "YES=emergency" in lines["checkin-day3"] and "safety" not in lines["checkin-day3"]
+    assert "safety" not in lines["day1-morning"] and "YES=" not in lines["day1-morning"]
+
+
+def test_an_evening_filler_enrollment_plans_its_safety_steps_inside_quiet_hours(any_env):
+    add_clinic(quiet_hours="21:00-08:00")  # Asia/Jakarta
+    result = enroll(treated_at="2030-01-10T19:30:00+07:00")
+    rows = {r["step"]: r for r in cli_json("schedule", "list", "--enrollment", str(result["enrollment_id"]))}
+    local = {step: datetime.fromisoformat(r["due_at"]).astimezone(timezone(timedelta(hours=7))).strftime("%d %H:%M")
+             for step, r in rows.items()}
+    assert local["first-hours"] == "10 21:30" and local["checkin-evening"] == "10 23:30"
+    assert local["day1-morning"] == "11 09:00"

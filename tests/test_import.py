@@ -113,3 +113,34 @@ def test_a_file_without_the_required_columns_is_a_clear_error(env, tmp_path):
     assert result.exit_code == 1 and "missing column" in result.stderr
     missing = run_cli("import", str(tmp_path / "nope.csv"), "--clinic", "glow")
     assert missing.exit_code == 1 and "cannot read" in missing.stderr
+
+
+def _schedule_flags(enrollment_ids: list[int]) -> list[tuple]:
+    with session_scope() as session:
+        rows = session.execute(select(ScheduledMessage.enrollment_id, ScheduledMessage.step,
+                                      ScheduledMessage.is_safety, ScheduledMessage.red_flag, ScheduledMessage.due_at)
+                               .where(ScheduledMessage.enrollment_id.in_(enrollment_ids)))
+        return [row[1:] for row in sorted(rows, key=lambda row: (row[0], row[1]))]
+
+
+def test_imported_schedules_carry_safety_and_red_flags_as_enrollment_writes_them(any_env, tmp_path):
+    # An evening filler treatment (19:30 in Jakarta): its safety steps are due inside quiet hours, as when enrolled.
+    add_clinic()
+    treated = "2030-01-10T19:30:00+07:00"
+    path = tmp_path / "patients.csv"
+    _write(path, [["Ayu", "+6281200000001", "", "Asia/Jakarta", "en", "dermal-filler", treated, "", ""],
+                  ["Budi", "+6281200000002", "", "Asia/Jakarta", "id", "mesotherapy", treated, "", ""]])
+    assert cli_json("import", str(path), "--clinic", "glow")["imported"] == 2
+    cli_json("enroll", "--clinic", "glow", "--first-name", "Citra", "--phone", "+6281200000003",
+             "--treatment", "dermal-filler", "--treated-at", treated)
+    cli_json("enroll", "--clinic", "glow", "--first-name", "Dewi", "--phone", "+6281200000004",
+             "--treatment", "mesotherapy", "--treated-at", treated)
+    with session_scope() as session:
+        by_name = dict(session.execute(select(Patient.first_name, Enrollment.id).join(Enrollment)).all())
+    assert _schedule_flags([by_name["Ayu"]]) == _schedule_flags([by_name["Citra"]])
+    assert _schedule_flags([by_name["Budi"]]) == _schedule_flags([by_name["Dewi"]])
+    imported = {step: (safety, red_flag) for step, safety, red_flag, _ in _schedule_flags([by_name["Ayu"]])}
+    assert imported["first-hours"] == (True, None) and imported["checkin-evening"] == (True, "emergency")
+    assert imported["checkin-day3"] == (False, "emergency") and imported["day1-morning"] == (False, None)
+    meso = {step: red_flag for step, _, red_flag, _ in _schedule_flags([by_name["Budi"]])}
+    assert meso["checkin-week12"] == "urgent" and meso["checkin-day3"] is None

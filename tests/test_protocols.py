@@ -12,13 +12,14 @@ from aftercare.protocols import (
     After,
     DayAt,
     ProtocolError,
+    RedFlag,
     Step,
     list_protocols,
     load_protocol,
     load_protocol_file,
     parse_duration,
 )
-from aftercare.protocols.loader import DATA_DIR
+from aftercare.protocols.loader import DATA_DIR, OCCLUSION_SCREENING
 
 GOOD_STEP = """
   - id: first-hours
@@ -195,6 +196,43 @@ BAD_STEPS = [
         r"step 'first-hours': field 'checkin': expected true or false",
     ),
     ("fresh_for: 12h", "fresh_for: 12h\n    priority: high", r"step 'first-hours': field 'priority': unknown field"),
+    ("fresh_for: 12h", "fresh_for: 12h\n    safety: yes please", r"step 'first-hours': field 'safety': expected true or"),
+    (
+        "fresh_for: 12h",
+        "fresh_for: 12h\n    red_flag: {level: urgent, answer_window: 12h}",
+        r"step 'first-hours': field 'red_flag': only an sms check-in step \(checkin: true\) can carry one",
+    ),
+    (
+        "channel: sms\n    template: checkin.day1\n    fresh_for: 12h",
+        "channel: email\n    template: checkin.day1\n    fresh_for: 12h\n    checkin: true\n"
+        "    red_flag: {level: urgent, answer_window: 12h}",
+        r"step 'first-hours': field 'red_flag': only an sms check-in step",
+    ),
+    (
+        "fresh_for: 12h",
+        "fresh_for: 12h\n    checkin: true\n    red_flag: true",
+        r"step 'first-hours': field 'red_flag': expected \{level: emergency or urgent, answer_window: DURATION\}",
+    ),
+    (
+        "fresh_for: 12h",
+        "fresh_for: 12h\n    checkin: true\n    red_flag: {level: urgent}",
+        r"step 'first-hours': field 'red_flag': expected \{level",
+    ),
+    (
+        "fresh_for: 12h",
+        "fresh_for: 12h\n    checkin: true\n    red_flag: {level: critical, answer_window: 12h}",
+        r"step 'first-hours': field 'red_flag\.level': unknown level 'critical'; choose one of: emergency, urgent",
+    ),
+    (
+        "fresh_for: 12h",
+        "fresh_for: 12h\n    checkin: true\n    red_flag: {level: urgent, answer_window: 12 hours}",
+        r"step 'first-hours': field 'red_flag\.answer_window': bad duration '12 hours'",
+    ),
+    (
+        "fresh_for: 12h",
+        "fresh_for: 12h\n    checkin: true\n    red_flag: {level: urgent, answer_window: 0m}",
+        r"step 'first-hours': field 'red_flag\.answer_window': expected a duration longer than zero",
+    ),
     ("id: first-hours", "id: First Hours", r"step #1: field 'id': expected a lowercase slug"),
     ("id: first-hours\n    when", "when", r"step #1: field 'id': missing"),
 ]
@@ -297,3 +335,116 @@ def test_parse_duration(text: str, expected: timedelta) -> None:
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="bad duration"):
         parse_duration(text)
+
+
+# Safety steps and red-flag questions --------------------------------------------------------------------
+
+RED_FLAG_CHECKIN = """
+  - id: checkin-evening
+    when: {after: 4h}
+    channel: sms
+    template: checkin.day1
+    fresh_for: 4h
+    checkin: true
+    safety: true
+    red_flag: {level: emergency, answer_window: 18h}
+"""
+
+
+def checkin_step(step_id: str, when: str, red_flag: str = "") -> str:
+    extra = f"\n    red_flag: {red_flag}" if red_flag else ""
+    return (f"\n  - id: {step_id}\n    when: {when}\n    channel: sms\n    template: checkin.day1\n"
+            f"    fresh_for: 12h\n    checkin: true{extra}\n")
+
+
+def test_safety_and_red_flag_fields_load(tmp_path: Path) -> None:
+    protocol = load_protocol_file(write_protocol(tmp_path, steps=GOOD_STEP + RED_FLAG_CHECKIN))
+    first, checkin = protocol.steps
+    assert first.safety is False and first.red_flag is None
+    assert checkin.safety is True
+    assert checkin.red_flag == RedFlag(level="emergency", answer_window=timedelta(hours=18))
+    assert protocol.step("checkin-evening") is checkin
+
+
+def test_a_safety_step_need_not_be_a_check_in(tmp_path: Path) -> None:
+    steps = replace_in_step("fresh_for: 12h", "fresh_for: 12h\n    safety: true")
+    assert load_protocol_file(write_protocol(tmp_path, steps=steps)).steps[0].safety is True
+
+
+@pytest.mark.parametrize("key", sorted(OCCLUSION_SCREENING))
+def test_filler_and_booster_check_ins_in_the_first_72_hours_need_a_red_flag(tmp_path: Path, key: str) -> None:
+    emergency = "{level: emergency, answer_window: 12h}"
+    good = GOOD_STEP + checkin_step("checkin-evening", "{after: 4h}", emergency)
+    assert load_protocol_file(write_protocol(tmp_path, steps=good, key=key)).steps[1].red_flag.level == "emergency"
+    bad = [
+        # A check-in 4 hours after treatment without the question.
+        (GOOD_STEP + checkin_step("checkin-evening", "{after: 4h}"), "checkin-evening"),
+        # Day 3 at 10:00 is only 58 hours after a treatment late on day 0.
+        (good + checkin_step("checkin-day3", '{day: 3, at: "10:00"}'), "checkin-day3"),
+        # A YES to an occlusion question must page as an emergency.
+        (GOOD_STEP + checkin_step("checkin-evening", "{after: 4h}", "{level: urgent, answer_window: 12h}"),
+         "checkin-evening"),
+    ]
+    for steps, step_id in bad:
+        with pytest.raises(ProtocolError, match=rf"^{key}\.yaml: step '{step_id}': field 'red_flag': every {key} "
+                                                r"check-in in the first 72 hours must end with a red-flag question"):
+            load_protocol_file(write_protocol(tmp_path, steps=steps, key=key))
+
+
+@pytest.mark.parametrize("key", sorted(OCCLUSION_SCREENING))
+def test_filler_and_booster_protocols_without_early_check_ins_are_refused(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ProtocolError, match=rf"^{key}\.yaml: field 'steps': a {key} protocol needs sms check-ins "
+                                            r"in the first 72 hours, each with a red-flag question"):
+        load_protocol_file(write_protocol(tmp_path, steps=GOOD_STEP, key=key))
+
+
+def test_a_check_in_that_cannot_fall_in_the_first_72_hours_needs_no_red_flag(tmp_path: Path) -> None:
+    steps = (GOOD_STEP + checkin_step("checkin-evening", "{after: 4h}", "{level: emergency, answer_window: 12h}")
+             + checkin_step("checkin-day4", '{day: 4, at: "09:00"}'))  # at least 81 hours after any treatment
+    protocol = load_protocol_file(write_protocol(tmp_path, steps=steps, key="dermal-filler"))
+    assert protocol.step("checkin-day4").red_flag is None
+
+
+def test_other_treatments_need_no_red_flag(tmp_path: Path) -> None:
+    steps = GOOD_STEP + checkin_step("checkin-evening", "{after: 4h}")
+    assert load_protocol_file(write_protocol(tmp_path, steps=steps, key="chemical-peel")).steps[1].red_flag is None
+
+
+@pytest.mark.parametrize(("when", "hours"), [(After(timedelta(hours=4)), 4), (DayAt(0, time(9)), 0),
+                                              (DayAt(1, time(18)), 18), (DayAt(3, time(10)), 58),
+                                              (DayAt(4, time(9)), 81)])
+def test_earliest_offset_after_treatment(when, hours: int) -> None:
+    assert when.earliest_offset() == timedelta(hours=hours)
+
+
+def _within(step: Step, hours: int) -> bool:
+    return step.when.earliest_offset() <= timedelta(hours=hours)
+
+
+@pytest.mark.parametrize("key", ["dermal-filler", "skin-booster"])
+def test_shipped_filler_and_booster_screen_every_early_check_in_for_occlusion(key: str) -> None:
+    steps = load_protocol(key).steps
+    early = [step.id for step in steps if step.checkin and _within(step, 72)]
+    assert early == ["checkin-evening", "checkin-day1", "checkin-day3"]
+    for step in steps:
+        if step.id in early:
+            assert step.red_flag is not None and step.red_flag.level == "emergency", step.id
+            assert step.red_flag.answer_window >= timedelta(hours=12)
+        else:
+            assert step.red_flag is None, step.id
+    # The warning-signs text and the first-night check-in go out in quiet hours too; nothing else does.
+    assert [step.id for step in steps if step.safety] == ["first-hours", "checkin-evening"]
+
+
+def test_shipped_mesotherapy_asks_about_lumps_at_every_check_in_from_week_1_to_12() -> None:
+    steps = load_protocol("mesotherapy").steps
+    screened = [step for step in steps if step.red_flag is not None]
+    in_window = [step for step in steps if step.checkin and isinstance(step.when, DayAt) and 7 <= step.when.day <= 84]
+    assert screened == in_window and len(screened) == 7
+    assert {step.red_flag.level for step in screened} == {"urgent"}
+    assert not any(step.safety for step in steps)
+
+
+@pytest.mark.parametrize("key", ["chemical-peel", "microneedling", "laser-resurfacing"])
+def test_other_shipped_protocols_carry_no_red_flags_or_safety_steps(key: str) -> None:
+    assert not any(step.red_flag or step.safety for step in load_protocol(key).steps)

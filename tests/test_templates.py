@@ -30,8 +30,11 @@ SAMPLE = {
     "reason": "an unclear answer to a red-flag question",
     "minutes": "125",
 }
-# Texts to a clinician may run to two segments; nothing sent to a patient should.
+# Texts to a clinician may run to two segments; nothing sent to a patient should. The red-flag check-ins
+# (a closed question plus the clinic's phone) fit one segment at this sizing too, so they get no exception.
 TWO_SEGMENTS_ALLOWED = {"page.sms", "page.review.sms"}
+# How each language asks for the one-word answer to a red-flag question; it ends the check-in.
+RED_FLAG_ENDINGS = {"en": "Reply YES or NO", "id": "Balas YA atau TIDAK"}
 
 
 def all_templates() -> list[tuple[str, str, str | EmailTemplate]]:
@@ -88,6 +91,31 @@ def test_every_protocol_template_exists_in_every_language() -> None:
     for protocol in list_protocols():
         for step in protocol.steps:
             assert catalog.missing_in(step.template) == []
+
+
+def red_flag_templates() -> set[str]:
+    return {step.template for protocol in list_protocols() for step in protocol.steps if step.red_flag}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_red_flag_check_in_ends_with_one_closed_question(language: str) -> None:
+    assert set(RED_FLAG_ENDINGS) == set(LANGUAGES)
+    for key in red_flag_templates():
+        rendered = render(key, language, **SAMPLE)
+        question = rendered.rsplit(". ", 1)[-1]
+        # A one-word YES must have exactly one question to answer: the last one, asked just before the ending.
+        assert rendered.endswith("? " + RED_FLAG_ENDINGS[language]), rendered
+        assert rendered.count("?") == 1 and question.startswith(("Any ", "Ada ")), rendered
+        assert SAMPLE["clinic_phone"] in rendered
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_only_red_flag_check_ins_ask_for_a_yes_or_no(language: str) -> None:
+    # A text asking for YES or NO on a step without a red flag would have its YES read as nothing in particular.
+    used = red_flag_templates()
+    for key, text in default_catalog().texts[language].items():
+        if isinstance(text, str) and RED_FLAG_ENDINGS[language] in text:
+            assert key in used, key
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
