@@ -16,7 +16,7 @@ from aftercare.triage.text import COMMA, QUESTION, STOP, Tokens
 _SENTENCE_ENDS = frozenset({STOP, QUESTION})
 
 
-def triage(text: str, lang: str = "en", *, treatment=None, days_since=None) -> TriageResult:
+def triage(text: str, lang: str = "en") -> TriageResult:
     """Triage one patient reply.
 
     `lang` ("en", "id", anything else) is accepted for the callers' sake, but both lexicons always apply:
@@ -34,10 +34,8 @@ def triage(text: str, lang: str = "en", *, treatment=None, days_since=None) -> T
         if present:
             ordered = sorted(present, key=_severity_then_position)
             level = ordered[0].level
-            r = TriageResult(level, list(dict.fromkeys(f.id for f in ordered)),
+            return TriageResult(level, list(dict.fromkeys(f.id for f in ordered)),
                                 partial(explain_signs, level, ordered, lexicon))
-            r.basis = "signs"
-            return r
     return _quiet(text, tokens, cues, mentions, lexicon)
 
 
@@ -58,9 +56,7 @@ def _quiet(text: str, tokens: Tokens, cues: Cues, mentions: list[Mention], lexic
         level, reason = TriageLevel.OK, "empty"
     else:
         level, reason = TriageLevel.ROUTINE, "unplaced"
-    r = TriageResult(level, [], explain_quiet(reason))
-    r.basis = reason
-    return r
+    return TriageResult(level, [], explain_quiet(reason))
 
 
 def _asks(tokens: Tokens, cues: Cues, lexicon: Lexicon) -> bool:

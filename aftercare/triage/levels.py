@@ -28,7 +28,7 @@ class TriageResult:
     nobody reads it, and building it is a fair share of a triage's time.
     """
 
-    __slots__ = ("level", "signs", "_explanation", "basis")
+    __slots__ = ("level", "signs", "_explanation")
 
     def __init__(self, level: TriageLevel, signs: list[str] | None = None,
                  explanation: str | Callable[[], str] = ""):
