@@ -122,12 +122,17 @@ class _Scope:
         self._flag(self._negated_after(trigger.end), Flag.ABSENT | Flag.GONE)
 
     def _on_negation_both(self, trigger: Match) -> None:
-        found = self._negated_after(trigger.end) or self._negated_before(trigger.start, POST_NEGATION_WINDOW)
+        found = self._negated_after(trigger.end) or self._negated_before(self._answer(trigger), POST_NEGATION_WINDOW)
         self._flag(found, Flag.ABSENT)
 
     def _on_negation_post(self, trigger: Match) -> None:
         if not self.tokens.ends_with_question(trigger.start):  # "pale lip, is this normal?" denies nothing
-            self._flag(self._negated_before(trigger.start, POST_NEGATION_WINDOW), Flag.ABSENT)
+            self._flag(self._negated_before(self._answer(trigger), POST_NEGATION_WINDOW), Flag.ABSENT)
+
+    def _answer(self, trigger: Match) -> int:
+        """ "checked for pus, none": a checklist answer after a comma still reaches back to the sign."""
+        start = trigger.start
+        return start - 1 if start > 1 and self.tokens.words[start - 1] == COMMA else start
 
     def _on_gone_if_negated(self, trigger: Match) -> None:
         found = self._negated_before(trigger.start, NEGATION_WINDOW)

@@ -52,7 +52,7 @@ def _unplaced_description(found, mentions: list[Mention]) -> bool:
     reply describes something the lexicon could not place, so an automatic "this is normal" would claim
     a certainty the triage lacks."""
     for cue in found["describes"]:
-        if not any(m.start <= cue.start < m.end or cue.end <= m.start <= cue.end + 1 for m in mentions):
+        if not any(m.start < cue.end and cue.start < m.end for m in mentions):
             return True
     return False
 
