@@ -381,8 +381,11 @@ class _progress:
 @click.argument("text", required=False)
 @click.option("--lang", type=click.Choice(["en", "id"]), default="en", show_default=True)
 @click.option("--jsonl", is_flag=True, help='Batch: read {"text", "lang"} lines on stdin, write one result per line.')
+@click.option("--treatment", default=None, help="Enrollment treatment key (e.g. dermal-filler, mesotherapy)")
+@click.option("--days", "days_since", type=click.FloatRange(min=0), default=None, help="Days since the treatment")
 @json_option
-def triage(text: str | None, lang: str, jsonl: bool, as_json: bool) -> None:
+def triage(text: str | None, lang: str, jsonl: bool, treatment: str | None, days_since: float | None,
+           as_json: bool) -> None:
     """Triage a patient's reply: emergency, urgent, routine or ok, with the signs found."""
     from aftercare.triage import triage as run_triage
 
@@ -391,7 +394,7 @@ def triage(text: str | None, lang: str, jsonl: bool, as_json: bool) -> None:
         return
     if text is None:
         raise click.UsageError("give TEXT, or --jsonl to read JSON lines from stdin")
-    result = run_triage(text, lang)
+    result = run_triage(text, lang, treatment=treatment, days_since=days_since)
     emit(result.to_dict(), as_json=as_json, title="triage")
 
 

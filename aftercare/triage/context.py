@@ -23,6 +23,7 @@ POST_NEGATION_WINDOW = 2  # "swelling is fine"
 RECOVERY_WINDOW = 6  # "the white patch on my lip went away"
 HYPOTHETICAL_WINDOW = 12
 THIRD_PARTY_WINDOW = 15
+LIST_WINDOW = 30  # "none of the things on your list have happened, the fever, the chills, the yellow discharge"
 _AND = frozenset({"and", "dan", "plus"})
 _SENTENCE_ENDS = frozenset({STOP, QUESTION})
 # Of two triggers over the same words, the one that keeps a sign in play wins ("totally normal" after a
@@ -58,7 +59,11 @@ def apply_context(tokens: Tokens, lexicon: Lexicon, mentions: list[Mention], cue
         return
     scope = _Scope(tokens, lexicon, mentions, cues)
     if cues.triggers:
-        for trigger in _usable_triggers(cues.triggers, mentions):
+        triggers = _usable_triggers(cues.triggers, mentions)
+        if any(trigger.entry.key == "proxy" for trigger in triggers):
+            # "I'm her husband, she can't lift her arm": the relative speaks of the patient.
+            triggers = [trigger for trigger in triggers if trigger.entry.key != "third_party"]
+        for trigger in triggers:
             _HANDLERS[trigger.entry.key](scope, trigger)
     if cues.harmless:
         scope.apply_harmless(cues.harmless)
@@ -117,12 +122,17 @@ class _Scope:
         self._flag(self._negated_after(trigger.end), Flag.ABSENT | Flag.GONE)
 
     def _on_negation_both(self, trigger: Match) -> None:
-        found = self._negated_after(trigger.end) or self._negated_before(trigger.start, POST_NEGATION_WINDOW)
+        found = self._negated_after(trigger.end) or self._negated_before(self._answer(trigger), POST_NEGATION_WINDOW)
         self._flag(found, Flag.ABSENT)
 
     def _on_negation_post(self, trigger: Match) -> None:
         if not self.tokens.ends_with_question(trigger.start):  # "pale lip, is this normal?" denies nothing
-            self._flag(self._negated_before(trigger.start, POST_NEGATION_WINDOW), Flag.ABSENT)
+            self._flag(self._negated_before(self._answer(trigger), POST_NEGATION_WINDOW), Flag.ABSENT)
+
+    def _answer(self, trigger: Match) -> int:
+        """ "checked for pus, none": a checklist answer after a comma still reaches back to the sign."""
+        start = trigger.start
+        return start - 1 if start > 1 and self.tokens.words[start - 1] == COMMA else start
 
     def _on_gone_if_negated(self, trigger: Match) -> None:
         found = self._negated_before(trigger.start, NEGATION_WINDOW)
@@ -172,6 +182,27 @@ class _Scope:
 
     def _on_third_party(self, trigger: Match) -> None:
         self._flag(self._until_first_person(trigger.end), Flag.THIRD_PARTY)
+
+    def _on_proxy(self, trigger: Match) -> None:
+        """Handled in apply_context: it only switches the third-party triggers off."""
+
+    def _on_mentioned(self, trigger: Match) -> None:
+        """ "the nurse went through lumps, infection, blindness": risks named, not signs had; the list ends
+        where the patient speaks of herself again ("...scared me a bit. just a small bruise")."""
+        self._flag(self._until_first_person(trigger.end), Flag.HYPOTHETICAL)
+
+    def _on_negation_list(self, trigger: Match) -> None:
+        """ "At no point has anything looked pale, blotchy or bluish": the whole list after the cue is denied,
+        commas and all, up to the end of the sentence, a "but", a "just" or the patient's next statement."""
+        words, size, stops = self.tokens.words, len(self.tokens), self.words.first_person
+        end = trigger.end
+        while end < min(size, trigger.end + LIST_WINDOW):
+            word = words[end]
+            if word in _SENTENCE_ENDS or word in self.words.clause_break or word in self.words.scope_stop \
+                    or word in stops:
+                break
+            end += 1
+        self._flag([m for m in self.mentions if trigger.end <= m.start < end], Flag.ABSENT)
 
     # --- scopes ------------------------------------------------------------------------------------------
     def _negated_after(self, index: int) -> list[Mention]:

@@ -11,17 +11,23 @@ from aftercare.triage.levels import RANK, TriageLevel, TriageResult
 from aftercare.triage.lexicon import Lexicon, load_lexicon
 from aftercare.triage.mentions import NOTHING_WRONG, Mention, select_mentions
 from aftercare.triage.rules import Finding, findings
+from aftercare.triage.setting import NO_ENROLLMENT, Enrollment
 from aftercare.triage.text import COMMA, QUESTION, STOP, Tokens
 
 _SENTENCE_ENDS = frozenset({STOP, QUESTION})
 
 
-def triage(text: str, lang: str = "en") -> TriageResult:
+def triage(text: str, lang: str = "en", *, treatment: str | None = None,
+           days_since: float | None = None) -> TriageResult:
     """Triage one patient reply.
 
     `lang` ("en", "id", anything else) is accepted for the callers' sake, but both lexicons always apply:
     patients mix languages in one message ("kak my lip kok jadi pucat"), and missing an emergency because
     the patient's profile says "en" would be the worst possible bug.
+
+    `treatment` (an enrollment key: "dermal-filler", "skin-booster", "mesotherapy", "chemical-peel",
+    "microneedling", "laser-resurfacing") and `days_since` (days since that treatment) fill what the reply
+    leaves out; what the reply itself says ("3 weeks after", "abis IPL") wins. Unknown keys are ignored.
     """
     lexicon = load_lexicon()
     tokens = lexicon.tokenizer.tokenize(text)
@@ -30,24 +36,40 @@ def triage(text: str, lang: str = "en") -> TriageResult:
     cues = Cues(tokens, lexicon, found)
     if mentions:
         apply_context(tokens, lexicon, mentions, cues)
-        present = findings(mentions, tokens, found, lexicon)
+        enrollment = NO_ENROLLMENT if treatment is None and days_since is None else Enrollment(treatment, days_since)
+        present = findings(mentions, tokens, found, lexicon, enrollment)
         if present:
             ordered = sorted(present, key=_severity_then_position)
             level = ordered[0].level
+            basis = "unplaced" if level is TriageLevel.ROUTINE and _unplaced_description(found, mentions) else "signs"
             return TriageResult(level, list(dict.fromkeys(f.id for f in ordered)),
-                                partial(explain_signs, level, ordered, lexicon))
-    return _quiet(text, tokens, cues, mentions, lexicon)
+                                partial(explain_signs, level, ordered, lexicon), basis)
+    return _quiet(text, tokens, cues, mentions, lexicon, found)
+
+
+def _unplaced_description(found, mentions: list[Mention]) -> bool:
+    """A comparison or look ("like putty", "kayak lilin", "looks weird") that no sign phrase took up: the
+    reply describes something the lexicon could not place, so an automatic "this is normal" would claim
+    a certainty the triage lacks."""
+    for cue in found["describes"]:
+        if not any(m.start < cue.end and cue.start < m.end for m in mentions):
+            return True
+    return False
 
 
 def _severity_then_position(finding: Finding) -> tuple[int, int]:
     return -RANK[finding.level], finding.position
 
 
-def _quiet(text: str, tokens: Tokens, cues: Cues, mentions: list[Mention], lexicon: Lexicon) -> TriageResult:
+def _quiet(text: str, tokens: Tokens, cues: Cues, mentions: list[Mention], lexicon: Lexicon,
+           found) -> TriageResult:
     """No sign stands: a question is routine; thanks, a thumbs-up or only denied signs is ok; anything else
-    is routine, so a person reads what the lexicon could not place."""
+    is routine, so a person reads what the lexicon could not place (a description no sign phrase took up
+    too: "lip looks like putty lol thanks" is not ok)."""
     if _asks(tokens, cues, lexicon):
         level, reason = TriageLevel.ROUTINE, "question"
+    elif found["describes"] and _unplaced_description(found, [m for m in mentions if m.present]):
+        level, reason = TriageLevel.ROUTINE, "unplaced"
     elif cues.starts("positive") or not lexicon.positive_emoji.isdisjoint(text):
         level, reason = TriageLevel.OK, "positive"
     elif any(m.flags in NOTHING_WRONG for m in mentions):
@@ -56,7 +78,7 @@ def _quiet(text: str, tokens: Tokens, cues: Cues, mentions: list[Mention], lexic
         level, reason = TriageLevel.OK, "empty"
     else:
         level, reason = TriageLevel.ROUTINE, "unplaced"
-    return TriageResult(level, [], explain_quiet(reason))
+    return TriageResult(level, [], explain_quiet(reason), reason)
 
 
 def _asks(tokens: Tokens, cues: Cues, lexicon: Lexicon) -> bool:

@@ -36,10 +36,13 @@ TRIGGER_KINDS = frozenset({
     "pseudo",  # looks like a cue but is not: "not sure", "hasn't gone away", "gak ilang"
     "hypothetical",  # "what if", "kalau nanti", "signs to watch for"
     "third_party",  # "my friend", "temen aku"
+    "proxy",  # "I'm her husband", "saya suaminya": a relative reports the patient's signs; no third party then
+    "negation_list",  # "none of the things on your list", "at no point": denies a whole list of signs after it
+    "mentioned",  # "the nurse warned me about", "googled", "efek samping kayak": signs named as risks, not had
 })
-MARK_KINDS = ("positive", "question", "question_start", "harmless", "hedge", "past", "persist")
+MARK_KINDS = ("positive", "question", "question_start", "harmless", "hedge", "past", "persist", "describes")
 STRUCTURAL_CLASSES = ("clause_break", "scope_stop", "first_person", "list_link", "or_words", "location_prep",
-                      "body_part", "opener")
+                      "body_part", "opener", "context_denial")
 _NEGATIONS = ("negation", "negation_gone", "negation_both")
 _SIGN_FIELDS = {"level", "group", "label", "explainable", "bruise_colour", "passed_matters", "rules"}
 _RULE_FIELDS = {"level", "context", "without", "day_at_most", "day_at_least"}
@@ -86,6 +89,7 @@ class Words:
     location_prep: frozenset[str]
     body_part: frozenset[str]
     opener: frozenset[str]  # "hi", "kak", "sorry": may come before a question word that opens a sentence
+    context_denial: frozenset[str]  # "no", "bukan": "no filler" names no filler
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,9 @@ class Lexicon:
     mark_words: Mapping[str, frozenset[str]]
     context_words: Mapping[str, frozenset[str]]
     tokenizer: Tokenizer
+    # Enrollment treatment key -> the contexts it stands for, when the reply names no treatment itself.
+    treatments: Mapping[str, tuple[str, ...]]
+    treatment_contexts: frozenset[str]  # contexts that name a treatment: the reply's own word wins over enrollment
 
 
 @cache
@@ -124,11 +131,13 @@ def load_lexicon_files(signs_path: Path, language_paths: list[Path]) -> Lexicon:
     single: dict[tuple[str, str], set[str]] = {}
     entries = [entry for where, raw in languages for entry in _entries(where, raw, compiler, signs, classes, single)]
     emoji = frozenset(str(meta.get("positive_emoji", "")).replace(" ", ""))
+    treatments = _treatments(signs_path.name, meta)
     return Lexicon(matcher=PhraseMatcher(entries), signs=signs, groups=groups, words=words, positive_emoji=emoji,
                    numbers=numbers, stop_words=stop_words,
                    mark_words={kind: frozenset(single.get((kind, kind), ())) for kind in MARK_KINDS},
                    context_words={key: frozenset(found) for (kind, key), found in single.items() if kind == "context"},
-                   tokenizer=Tokenizer(words.clause_break, stop_words, _emoji_words(signs_path.name, meta)))
+                   tokenizer=Tokenizer(words.clause_break, stop_words, _emoji_words(signs_path.name, meta)),
+                   treatments=treatments, treatment_contexts=frozenset(c for cs in treatments.values() for c in cs))
 
 
 def _emoji_words(where: str, meta: dict[str, Any]) -> dict[str, str]:
@@ -136,6 +145,13 @@ def _emoji_words(where: str, meta: dict[str, Any]) -> dict[str, str]:
     if not isinstance(raw, dict) or not all(isinstance(word, str) for word in raw.values()):
         raise LexiconError(f"{where}: field 'emoji_words': expected a mapping of emoji to a word")
     return {str(emoji): f" {word} " for emoji, word in raw.items()}
+
+
+def _treatments(where: str, meta: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    raw = meta.get("treatments") or {}
+    if not isinstance(raw, dict) or not all(isinstance(c, list) for c in raw.values()):
+        raise LexiconError(f"{where}: field 'treatments': expected a mapping of treatment key to context names")
+    return {str(key): tuple(str(c) for c in contexts) for key, contexts in raw.items()}
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -232,10 +248,11 @@ def _single_words(phrase: str, classes: Mapping[str, list[str]]) -> set[str] | N
 
 def _entries(where: str, raw: dict[str, Any], compiler: PhraseCompiler, signs: Mapping[str, SignInfo],
              classes: Mapping[str, list[str]], single: dict[tuple[str, str], set[str]]) -> Iterator[Entry]:
-    def make(section: str, phrase: str, kind: str, key: str, value: int = 0, needs: str = "") -> Entry:
+    def make(section: str, phrase: str, kind: str, key: str, value: int = 0, needs: str = "", unless: str = "") -> Entry:
         rank = signs[key].level.rank if kind == "sign" else 0
         try:
-            return Entry(kind=kind, key=key, phrase=compiler.compile(phrase), value=value, needs=needs, rank=rank)
+            return Entry(kind=kind, key=key, phrase=compiler.compile(phrase), value=value, needs=needs, rank=rank,
+                         unless=unless)
         except (PhraseError, re.error) as exc:
             raise LexiconError(f"{where}: {section}: {phrase!r}: {exc}") from exc
 
@@ -258,7 +275,7 @@ def _entries(where: str, raw: dict[str, Any], compiler: PhraseCompiler, signs: M
     yield from _timeframe_entries(where, raw.get("timeframes") or {}, make)
     for kind in MARK_KINDS:
         for phrase in _phrases(f"{where}: {kind}", raw.get(kind) or []):
-            words = None if kind == "harmless" else _single_words(phrase, classes)  # needs its span
+            words = None if kind in ("harmless", "describes") else _single_words(phrase, classes)  # needs its span
             if words is None:
                 yield make(kind, phrase, kind, kind)
             else:
@@ -269,9 +286,9 @@ def _sign_entries(where: str, sign_id: str, body: object, make) -> Iterator[Entr
     section = f"signs: {sign_id}"
     if not isinstance(body, dict):
         body = {"phrases": body}
-    unknown = set(body) - {"phrases", "except", "needs"}
+    unknown = set(body) - {"phrases", "except", "needs", "unless"}
     if unknown:
-        raise LexiconError(f"{where}: {section}: unknown fields {sorted(unknown)} (phrases, except, needs)")
+        raise LexiconError(f"{where}: {section}: unknown fields {sorted(unknown)} (phrases, except, needs, unless)")
     for phrase in _phrases(f"{where}: {section}", body.get("phrases") or []):
         yield make(section, phrase, "sign", sign_id)
     for phrase in _phrases(f"{where}: {section}: except", body.get("except") or []):
@@ -279,6 +296,9 @@ def _sign_entries(where: str, sign_id: str, body: object, make) -> Iterator[Entr
     for context, phrases in (body.get("needs") or {}).items():
         for phrase in _phrases(f"{where}: {section}: needs {context}", phrases):
             yield make(f"{section}: needs {context}", phrase, "sign", sign_id, needs=context)
+    for context, phrases in (body.get("unless") or {}).items():
+        for phrase in _phrases(f"{where}: {section}: unless {context}", phrases):
+            yield make(f"{section}: unless {context}", phrase, "sign", sign_id, unless=context)
 
 
 def _timeframe_entries(where: str, raw: dict[str, Any], make) -> Iterator[Entry]:

@@ -24,6 +24,7 @@ class Entry:
     value: int = 0  # timeframes: days per number found (scale) or the day itself (fixed)
     needs: str = ""  # sign phrases that count only when the sentence has this context ("blurry" needs an eye)
     rank: int = 0  # signs: the rank of the sign's usual level, so a longer phrase can hide a lesser one
+    unless: str = ""  # sign phrases that do not count when the sentence has this context ("cold" by the aircon)
 
 
 class Match(NamedTuple):
@@ -71,7 +72,7 @@ class PhraseMatcher:
         self._by_word: dict[str, list[Entry]] = {}
         self._by_prefix: dict[str, list[Entry]] = {}
         self._by_number: list[Entry] = []
-        unique = {(e.kind, e.key, e.phrase.regex.pattern, e.value, e.needs): e for e in entries}
+        unique = {(e.kind, e.key, e.phrase.regex.pattern, e.value, e.needs, e.unless): e for e in entries}
         for entry in unique.values():  # both languages may list the same phrase
             phrase = entry.phrase
             for word in phrase.first_words:

@@ -56,7 +56,7 @@ def select_mentions(found: Found, tokens: Tokens, lexicon: Lexicon) -> list[Ment
     matches = found["sign"]
     if not matches:
         return []
-    if found["except"] or any(m.entry.needs for m in matches):
+    if found["except"] or any(m.entry.needs or m.entry.unless for m in matches):
         matches = [m for m in matches if _stands(m, found, tokens, lexicon)]
     if len(matches) > 1 and any(b.start < a.end for a, b in zip(matches, matches[1:], strict=False)):
         matches = [m for m in matches if not _held_by_longer(m, matches)]  # only overlapping phrases can hide
@@ -67,6 +67,8 @@ def select_mentions(found: Found, tokens: Tokens, lexicon: Lexicon) -> list[Ment
 def _stands(match: Match, found: Found, tokens: Tokens, lexicon: Lexicon) -> bool:
     entry = match.entry
     if entry.needs and not _sentence_has(entry.needs, tokens.sentence[match.start], found, tokens, lexicon):
+        return False
+    if entry.unless and _sentence_has(entry.unless, tokens.sentence[match.start], found, tokens, lexicon):
         return False
     return not any(veto.entry.key == entry.key and veto.start <= match.start and match.end <= veto.end
                    for veto in found["except"])

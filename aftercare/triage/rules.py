@@ -9,8 +9,8 @@ from typing import NamedTuple
 from aftercare.triage.levels import TriageLevel
 from aftercare.triage.lexicon import Lexicon, SignInfo
 from aftercare.triage.mentions import Found, Mention
+from aftercare.triage.setting import NO_ENROLLMENT, Enrollment, setting
 from aftercare.triage.text import Tokens
-from aftercare.triage.timeline import estimate_day
 
 PASSED_PREFIX = "passed_"
 
@@ -25,28 +25,21 @@ class Finding(NamedTuple):
     passed: bool = False
 
 
-def findings(mentions: list[Mention], tokens: Tokens, found: Found, lexicon: Lexicon) -> list[Finding]:
+def findings(mentions: list[Mention], tokens: Tokens, found: Found, lexicon: Lexicon,
+             enrollment: Enrollment = NO_ENROLLMENT) -> list[Finding]:
     result: list[Finding] = []
-    setting: tuple[set[str], int | None] | None = None
+    where: tuple[set[str], int | None] | None = None
     for mention in mentions:
         sign, level = mention.sign, mention.sign.level
         if sign.rules:
-            setting = setting or _setting(tokens, found, lexicon)
-            level = level_of(sign, *setting)
+            where = where or setting(tokens, found, lexicon, enrollment)
+            level = level_of(sign, *where)
         if mention.present:
             result.append(Finding(sign.id, sign, level, mention.start))
         elif mention.passed and sign.passed_matters and level is TriageLevel.EMERGENCY:
             # An occlusion sign that came and went still needs a clinician's eyes today.
             result.append(Finding(PASSED_PREFIX + sign.id, sign, TriageLevel.URGENT, mention.start, passed=True))
     return result
-
-
-def _setting(tokens: Tokens, found: Found, lexicon: Lexicon) -> tuple[set[str], int | None]:
-    """The treatments the reply names ("filler", "laser") and the day after treatment it speaks of; only
-    signs with rules ask, so most replies never work it out."""
-    contexts = {match.entry.key for match in found["context"]}
-    contexts.update(name for name, words in lexicon.context_words.items() if not words.isdisjoint(tokens.present))
-    return contexts, estimate_day(found["timeframe"], tokens, lexicon.numbers)
 
 
 def level_of(sign: SignInfo, contexts: set[str], day: int | None) -> TriageLevel:
