@@ -84,3 +84,14 @@ def test_questions_and_unplaced_replies_go_to_review(text):
 ])
 def test_the_reply_language_is_read_per_message(text, language):
     assert message_language(text) == language
+
+
+@pytest.mark.parametrize("text", ["yes", "no", "ya kak", "2"])
+def test_a_bare_yes_or_no_with_no_open_red_flag_question_goes_to_a_person(text):
+    # It may answer "pus or fever?" or "happy with how it healed?": nobody can tell without reading the thread.
+    decided = _dispose(text)
+    assert decided.action is Action.REVIEW and decided.reason == "unclear_answer"
+
+
+def test_a_sentence_opening_with_no_is_read_as_the_sentence():
+    assert _dispose("no problems at all, thanks!").action is Action.ANSWER

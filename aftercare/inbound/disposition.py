@@ -46,19 +46,20 @@ def dispose(result: TriageResult, *, answerable: frozenset[str], answer: ReadAns
     """Decide from a triage, the signs the clinic has a written answer for, the yes/no answer the reply gives (if
     any) and the red-flag question of the last check-in (None when it asked none)."""
     signs = list(result.signs)
-    yes = answer is not None and answer.answer is Answer.YES
-    if red_flag and red_flag.open and yes:
+    asked = red_flag is not None and red_flag.open
+    if asked and answer is not None and answer.answer is Answer.YES:
         return _yes_to_red_flag(result, answer, TriageLevel(red_flag.level), signs)
     if result.level in _ESCALATING:
         return Disposition(Action.ESCALATE, result.level, signs)
-    if red_flag and yes:  # a YES after the answer window: late, or to another question? A person asks.
-        return Disposition(Action.REVIEW, TriageLevel.ROUTINE, signs, reason="unclear_answer")
     if open_escalation:
         return Disposition(Action.SILENT, result.level, signs, reason="escalation_open")
     if num_media:
         return Disposition(Action.REVIEW, result.level, signs, reason="photo")
-    if red_flag and red_flag.open and answer is not None and answer.whole:  # a plain NO to the red-flag question
-        return Disposition(Action.ANSWER, TriageLevel.OK, signs)
+    if answer is not None and answer.whole:
+        if asked and answer.answer is Answer.NO:
+            return Disposition(Action.ANSWER, TriageLevel.OK, signs)
+        # A bare yes or no with no open red-flag question: late, or to "pus or fever?" or "happy with it?".
+        return Disposition(Action.REVIEW, TriageLevel.ROUTINE, signs, reason="unclear_answer")
     return _quiet(result, signs, answerable)
 
 

@@ -248,7 +248,7 @@ def _triage_and_answer(session: Session, inbound: InboundMessage, patient: Patie
     result = triage(inbound.body, patient.language, **triage_context(enrollment, now))
     red_flag = last_red_flag_question(session, patient_id=patient.id, now=now)
     current = _unresolved_escalation(session, patient.id)
-    disposition = dispose(result, answerable=answerable_signs(), answer=read_answer(inbound.body) if red_flag else None,
+    disposition = dispose(result, answerable=answerable_signs(), answer=read_answer(inbound.body),
                           red_flag=red_flag, num_media=inbound.num_media, open_escalation=current is not None)
     outcome.level, outcome.signs = disposition.level.value, disposition.signs
     # The answer goes in the language the patient wrote in, when that is clear; else in their profile's.
