@@ -117,3 +117,22 @@ def test_healthz_answers(web):
     import requests
 
     assert requests.get(web.base + "/healthz", timeout=10).json() == {"status": "ok"}
+
+
+def test_a_photo_only_mms_becomes_a_review_item_and_is_not_reassured(web):
+    params = {"MessageSid": "MM" + uuid.uuid4().hex, "From": PATIENT, "To": "+15005550006", "Body": "",
+              "NumMedia": "1", "MediaUrl0": "https://api.twilio.com/2010-04-01/Accounts/AC0/Messages/MM1/Media/ME1",
+              "MediaContentType0": "image/jpeg", "AccountSid": "AC" + "0" * 32}
+    response = web.signed_post("/twilio/sms", params)
+    assert response.status_code == 200
+    assert "nurse will read" in response.text and "+622150001234" in response.text
+    assert "normal" not in response.text.lower() and "glad" not in response.text.lower()
+    [item] = cli_json("inbox")
+    assert item["reason"] == "photo" and item["num_media"] == 1
+
+
+def test_a_non_numeric_num_media_is_a_client_error(web):
+    params = {"MessageSid": "MM" + uuid.uuid4().hex, "From": PATIENT, "To": "+15005550006", "Body": "hi",
+              "NumMedia": "lots"}
+    assert web.signed_post("/twilio/sms", params).status_code == 400
+    assert _inbound_count() == 0
