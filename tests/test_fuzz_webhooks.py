@@ -72,7 +72,8 @@ CONTENT_TYPES = st.one_of(
                      "charset=utf-16", "multipart/form-data", "multipart/form-data; boundary=xyz",
                      "multipart/form-data; boundary=", "text/plain", "application/json", "application/xml", "",
                      "*/*", "application/x-www-form-urlencoded; charset=\"", ";;;;"]),
-    st.text(string.printable.replace("\n", "").replace("\r", ""), max_size=60),
+    # requests refuses to send a header value with leading white space, so such a value never reaches us.
+    st.text(string.printable.replace("\n", "").replace("\r", ""), max_size=60).map(str.lstrip),
 )
 PERCENT_JUNK = st.lists(st.sampled_from(["%", "%z", "%zz", "%FF", "%fe%ff", "%C3", "%C3%28", "%ED%A0%80", "%00",
                                          "%E2%82", "+", "&", "=", "==", "&&", "%25", "%u0041", "%F0%9F%98",
