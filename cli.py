@@ -300,12 +300,15 @@ def protocols_show(key: str, language: str, as_json: bool) -> None:
         raise InputError(str(exc)) from None
     sample = {"first_name": "Ayu", "clinic_name": "Your Clinic", "clinic_phone": "+6281234567890"}
     rows = [{"step": s.id, "when": _describe_when(s.when), "channel": s.channel, "template": s.template,
-             "fresh_for": str(s.fresh_for), "checkin": s.checkin, "text": render(s.template, language, **sample)}
+             "fresh_for": str(s.fresh_for), "checkin": s.checkin, "safety": s.safety,
+             "red_flag": s.red_flag.level if s.red_flag else None,
+             "answer_window": str(s.red_flag.answer_window) if s.red_flag else None,
+             "text": render(s.template, language, **sample)}
             for s in protocol.steps]
     if as_json:
         print_json({"key": protocol.key, "name": protocol.name, "version": protocol.version, "steps": rows})
     else:
-        emit(rows, as_json=False, columns=["step", "when", "channel", "checkin", "text"],
+        emit(rows, as_json=False, columns=["step", "when", "channel", "checkin", "safety", "red_flag", "text"],
              title=f"{protocol.name} (v{protocol.version})")
 
 

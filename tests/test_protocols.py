@@ -448,3 +448,12 @@ def test_shipped_mesotherapy_asks_about_lumps_at_every_check_in_from_week_1_to_1
 @pytest.mark.parametrize("key", ["chemical-peel", "microneedling", "laser-resurfacing"])
 def test_other_shipped_protocols_carry_no_red_flags_or_safety_steps(key: str) -> None:
     assert not any(step.red_flag or step.safety for step in load_protocol(key).steps)
+
+
+def test_protocols_show_names_the_safety_steps_and_red_flag_questions():
+    from tests.cli_helpers import cli_json
+
+    steps = {s["step"]: s for s in cli_json("protocols", "show", "dermal-filler")["steps"]}
+    assert steps["first-hours"]["safety"] is True and steps["first-hours"]["red_flag"] is None
+    assert steps["checkin-evening"]["red_flag"] == "emergency" and steps["checkin-evening"]["answer_window"]
+    assert steps["checkin-week6"]["safety"] is False and steps["checkin-week6"]["red_flag"] is None
