@@ -148,3 +148,12 @@ def test_a_page_queued_before_the_escalation_was_acknowledged_is_not_sent(clinic
     cli_json("escalations", "ack", str(escalation_id), "--by", "Dr A")
     cli_json("dispatch", "--once")
     assert not _outbox_to(DOCTOR_A)
+
+
+def test_a_clinicians_text_is_never_triaged_as_a_patient_reply(clinic):
+    result = cli_json("reply", "--from", DOCTOR_A, "will check her lip for blanching, severe pain?")
+    assert result["escalation_id"] is None and result["review_id"] is None and result["handling"] == "staff"
+    assert "ACK" in result["answer"]
+    wrong = cli_json("reply", "--from", DOCTOR_A, "ACK ZZZZZZ")
+    assert "unknown code" in wrong["answer"]
+    assert cli_json("escalations", "list") == [] and cli_json("inbox") == []

@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 _ACK = re.compile(r"^\s*ack\s+#?([A-Za-z0-9]{4,12})\s*$", re.IGNORECASE)
 MAX_BODY = 1600  # Twilio's own limit for an SMS body
 _ROUTINE_ANSWER = "reply.routine."
+_STAFF_HELP = "Aftercare: to take a page, reply ACK and the code in it, e.g. ACK K7Q2PM."
+_UNKNOWN_CODE = "Aftercare: unknown code. Reply ACK and the code from the page, e.g. ACK K7Q2PM."
 
 
 @dataclass
@@ -134,6 +136,9 @@ def _process(session: Session, inbound: InboundMessage, now: datetime) -> Outcom
         acked = _clinician_ack(session, inbound, ack.group(1), now)
         if acked is not None:
             return acked
+    if not patients and _on_call_staff(session, inbound.from_phone):
+        # A clinician's text is not a patient's reply: never triaged, never a review item.
+        return Outcome(handling="staff", answers=[_UNKNOWN_CODE if ack else _STAFF_HELP])
     if not patients:
         return _unknown_sender(session, inbound, outcome, now)
     patient = patients[0]
@@ -180,8 +185,13 @@ def _clinic_values(clinic: Clinic | None) -> dict[str, str]:
     return {"first_name": "", "clinic_name": clinic.name, "clinic_phone": clinic.phone}
 
 
+def _on_call_staff(session: Session, phone: str) -> list[OnCallStaff]:
+    """Active on-call staff with this phone (a clinician taken off the list can no longer act by SMS)."""
+    return list(session.scalars(select(OnCallStaff).where(OnCallStaff.phone == phone, OnCallStaff.active.is_(True))))
+
+
 def _clinician_ack(session: Session, inbound: InboundMessage, code: str, now: datetime) -> Outcome | None:
-    staff = session.scalars(select(OnCallStaff).where(OnCallStaff.phone == inbound.from_phone)).all()
+    staff = _on_call_staff(session, inbound.from_phone)
     escalation = find_by_code(session, code)
     if not staff or escalation is None or escalation.clinic_id not in {s.clinic_id for s in staff}:
         return None
