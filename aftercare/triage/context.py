@@ -204,7 +204,10 @@ class _Scope:
         return mentions
 
     def _on_third_party(self, trigger: Match) -> None:
-        self._flag(self._until_first_person(trigger.end), Flag.THIRD_PARTY)
+        start = trigger.end
+        if start < len(self.tokens) and self.tokens.words[start] in self.words.first_person:
+            start += 1  # "bapak aku sakit flu": "aku" makes the father the patient's, it is not her speaking
+        self._flag(self._until_first_person(start), Flag.THIRD_PARTY)
 
     def _on_proxy(self, trigger: Match) -> None:
         """Handled in apply_context: it only switches the third-party triggers off."""
