@@ -172,3 +172,40 @@ def test_a_simile_describes_and_does_not_explain(text):
 ])
 def test_ternyata_explains_the_colour_even_when_a_question_follows(text):
     assert level(text) is ROUTINE
+
+
+@pytest.mark.parametrize("text", [
+    "it's like looking through frosted glass out of my right eye",
+    "everything on my left is dark since the filler",
+    "I've lost the outer part of my sight on the right",
+    "I can't focus my left eye on anything",
+    "mata kiri kayak ada bayangan hitam kak",
+    "mata kanan gak bisa fokus kak",
+    "muka sebelah kiri kaku kak gak bisa senyum",
+    "my fingers won't do what I tell them",
+    "can't keep water in my mouth on the left",
+    "it's hard to get air in",
+])
+def test_the_next_paraphrase_of_a_lost_function_is_caught_too(text):
+    assert level(text) is EMERGENCY
+
+
+@pytest.mark.parametrize("text", [
+    "the red area is twice the size it was yesterday",
+    "redness has crept past the pen line the nurse drew",
+    "merahnya udah dua kali lipat dari kemarin",
+    "ada kerak kuning dan bau kak hari ke 5",
+])
+def test_spreading_redness_and_infected_crust_told_plainly_are_urgent(text):
+    assert level(text) is URGENT
+
+
+@pytest.mark.parametrize("text", [
+    "the numbing cream made my lips feel heavy for an hour, all fine now",
+    "I lost my aftercare leaflet, what do I avoid?",
+    "pipi kiri agak keras dikit kak abis filler kemarin, normal ga?",
+    "suami aku bilang bibirku bagus kak hehe",
+    "I had to squint at the tiny print on the leaflet, eyes are fine",
+])
+def test_everyday_words_near_a_frame_part_raise_no_alarm(text):
+    assert level(text) in NOT_ESCALATED
