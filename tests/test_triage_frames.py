@@ -209,3 +209,28 @@ def test_spreading_redness_and_infected_crust_told_plainly_are_urgent(text):
 ])
 def test_everyday_words_near_a_frame_part_raise_no_alarm(text):
     assert level(text) in NOT_ESCALATED
+
+
+@pytest.mark.parametrize("text", [
+    "mama bilang ngomongku aneh kak abis filler",
+    "writing for my mother, she got filler this morning and now her words are slurred",
+    "ibu saya td filler, skrg tangannya lemes sebelah",
+])
+def test_a_relative_quoted_or_reporting_does_not_hide_the_patients_own_sign(text):
+    assert level(text) is EMERGENCY
+
+
+def test_two_cues_over_the_same_words_give_the_same_answer_in_every_process():
+    """ "for a minute" is both a brief-passing cue and a duration cue; which the matcher found first used to
+    depend on set order (the hash seed), so the same reply could be ok in one worker and an emergency in
+    another."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from aftercare.triage import triage;"
+            "print(triage('my lens had folded, blurry for a minute, fine now').level.value)")
+    answers = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout.strip()
+               for seed in range(4)}
+    assert answers == {"ok"}

@@ -28,7 +28,8 @@ _AND = frozenset({"and", "dan", "plus"})
 _SENTENCE_ENDS = frozenset({STOP, QUESTION})
 # Of two triggers over the same words, the one that keeps a sign in play wins ("totally normal" after a
 # past sign is a recovery, not a denial).
-_PRIORITY = {"pseudo": 0, "recovered": 1, "passed": 2, "passed_brief": 2, "negation_gone": 3}
+# "for a minute" is listed as brief, so it beats the past-tense-only reading of the same words.
+_PRIORITY = {"pseudo": 0, "recovered": 1, "passed_brief": 2, "passed": 3, "negation_gone": 4}
 
 
 class Cues:
@@ -109,8 +110,11 @@ def _usable_triggers(triggers: list[Match], mentions: list[Mention]) -> list[Mat
     return chosen
 
 
-def _longest_first(match: Match) -> tuple[int, int, int]:
-    return match.start, match.start - match.end, _PRIORITY.get(match.entry.key, 9)
+def _longest_first(match: Match) -> tuple[int, int, int, str, str]:
+    """Sort key; the kind and key break the last ties, so the outcome never hangs on the order the matcher
+    happened to find two cues over the same words in (set iteration order differs between processes)."""
+    entry = match.entry
+    return match.start, match.start - match.end, _PRIORITY.get(entry.key, 9), entry.kind, entry.key
 
 
 def _overlaps_any(start: int, end: int, mentions: Iterable[Mention]) -> bool:
@@ -320,6 +324,9 @@ class _Scope:
         end = index
         while end < min(size, index + THIRD_PARTY_WINDOW):
             word = words[end]
+            if word == "ku" and end > index:  # "ngomongku" was split: the word before is the patient's own
+                end -= 1
+                break
             if word in _SENTENCE_ENDS or word in self.words.first_person or word in self.words.clause_break:
                 break
             if len(word) > 4 and word.endswith("ku"):  # "bibirku": the patient speaks of herself again
