@@ -28,7 +28,8 @@ _AND = frozenset({"and", "dan", "plus"})
 _SENTENCE_ENDS = frozenset({STOP, QUESTION})
 # Of two triggers over the same words, the one that keeps a sign in play wins ("totally normal" after a
 # past sign is a recovery, not a denial).
-_PRIORITY = {"pseudo": 0, "recovered": 1, "passed": 2, "passed_brief": 2, "negation_gone": 3}
+# "for a minute" is listed as brief, so it beats the past-tense-only reading of the same words.
+_PRIORITY = {"pseudo": 0, "recovered": 1, "passed_brief": 2, "passed": 3, "negation_gone": 4}
 
 
 class Cues:
@@ -37,7 +38,8 @@ class Cues:
     rule asks, since most replies never need them."""
 
     def __init__(self, tokens: Tokens, lexicon: Lexicon, found: dict[str, list[Match]]):
-        self.triggers, self.harmless = found["trigger"], found["harmless"]
+        self.triggers = found["trigger"]
+        self.harmless = found["harmless"] + found["harmless_eye"] if found["harmless_eye"] else found["harmless"]
         self._tokens, self._lexicon, self._found = tokens, lexicon, found
         self._starts: dict[str, list[int]] = {}
 
@@ -63,11 +65,33 @@ def apply_context(tokens: Tokens, lexicon: Lexicon, mentions: list[Mention], cue
         if any(trigger.entry.key == "proxy" for trigger in triggers):
             # "I'm her husband, she can't lift her arm": the relative speaks of the patient.
             triggers = [trigger for trigger in triggers if trigger.entry.key != "third_party"]
+        elif any(trigger.entry.key == "proxy_for" for trigger in cues.triggers):
+            triggers = _without_patient_as_third_party(triggers, cues.triggers, tokens, lexicon)
         for trigger in triggers:
             _HANDLERS[trigger.entry.key](scope, trigger)
     if cues.harmless:
         scope.apply_harmless(cues.harmless)
     scope.apply_bruises()
+
+
+def _without_patient_as_third_party(triggers: list[Match], every: list[Match], tokens: Tokens,
+                                    lexicon: Lexicon) -> list[Match]:
+    """ "my husband had filler today and now his lip is white": the husband is the patient, so "my husband"
+    casts no third-party scope; "...and my grandma has a fever" still does (CLINICAL-NOTES.md: the patient's
+    own signs decide)."""
+    relatives, words = lexicon.words.relative, tokens.words
+    proxies = [t for t in every if t.entry.key == "proxy_for"]
+    patients = {word for p in proxies for word in words[p.start:p.end] if word in relatives}
+
+    def names_patient(trigger: Match) -> bool:
+        return (_overlaps_any_span(trigger, proxies)
+                or not patients.isdisjoint(words[trigger.start:trigger.end]))
+
+    return [t for t in triggers if t.entry.key != "third_party" or not names_patient(t)]
+
+
+def _overlaps_any_span(match: Match, others: Iterable[Match]) -> bool:
+    return any(o.start < match.end and match.start < o.end for o in others)
 
 
 def _usable_triggers(triggers: list[Match], mentions: list[Mention]) -> list[Match]:
@@ -86,8 +110,11 @@ def _usable_triggers(triggers: list[Match], mentions: list[Mention]) -> list[Mat
     return chosen
 
 
-def _longest_first(match: Match) -> tuple[int, int, int]:
-    return match.start, match.start - match.end, _PRIORITY.get(match.entry.key, 9)
+def _longest_first(match: Match) -> tuple[int, int, int, str, str]:
+    """Sort key; the kind and key break the last ties, so the outcome never hangs on the order the matcher
+    happened to find two cues over the same words in (set iteration order differs between processes)."""
+    entry = match.entry
+    return match.start, match.start - match.end, _PRIORITY.get(entry.key, 9), entry.kind, entry.key
 
 
 def _overlaps_any(start: int, end: int, mentions: Iterable[Mention]) -> bool:
@@ -181,10 +208,16 @@ class _Scope:
         return mentions
 
     def _on_third_party(self, trigger: Match) -> None:
-        self._flag(self._until_first_person(trigger.end), Flag.THIRD_PARTY)
+        start = trigger.end
+        if start < len(self.tokens) and self.tokens.words[start] in self.words.first_person:
+            start += 1  # "bapak aku sakit flu": "aku" makes the father the patient's, it is not her speaking
+        self._flag(self._until_first_person(start), Flag.THIRD_PARTY)
 
     def _on_proxy(self, trigger: Match) -> None:
         """Handled in apply_context: it only switches the third-party triggers off."""
+
+    def _on_proxy_for(self, trigger: Match) -> None:
+        """Handled in apply_context: it switches off the third-party triggers that name the patient."""
 
     def _on_mentioned(self, trigger: Match) -> None:
         """ "the nurse went through lumps, infection, blindness": risks named, not signs had; the list ends
@@ -291,6 +324,9 @@ class _Scope:
         end = index
         while end < min(size, index + THIRD_PARTY_WINDOW):
             word = words[end]
+            if word == "ku" and end > index:  # "ngomongku" was split: the word before is the patient's own
+                end -= 1
+                break
             if word in _SENTENCE_ENDS or word in self.words.first_person or word in self.words.clause_break:
                 break
             if len(word) > 4 and word.endswith("ku"):  # "bibirku": the patient speaks of herself again
@@ -324,37 +360,61 @@ class _Scope:
 
     # --- harmless explanations and bruises ---------------------------------------------------------------
     def apply_harmless(self, harmless: list[Match]) -> None:
-        """ "The white patch was my concealer" cancels the colour; "might just be the light?" does not."""
+        """ "The white patch was my concealer" cancels the colour; "might just be the light?" does not, nor
+        does a simile ("like a line drawn in red marker" describes the streak). An eye explanation ("I'd just
+        put drops in") cancels only an eye sign, and only one said to have gone: a blur that stays is an
+        emergency whatever the patient thinks caused it."""
         last_end = -1
         for match in sorted(harmless, key=_longest_first):
             if match.start < last_end:
                 continue  # the same explanation found again, or a shorter cue inside it
             last_end = match.end
-            if self._hedged(match.start) or _overlaps_any(match.start, match.end, self._explainable()):
+            kind = match.entry.kind
+            if self._hedged(match) or self._simile(match) \
+                    or _overlaps_any(match.start, match.end, self._explainable(kind)):
                 continue
-            target = self._explained_by(match)
-            if target is not None:
-                # Colours named before the cue in the same clause go with it ("the white and blue bits were my
-                # marker"); a colour told after it is another statement ("...was my concealer, lip is blue").
-                clause = self.tokens.clause[target.start]
-                self._flag([m for m in self._explainable()
-                            if self.tokens.clause[m.start] == clause and m.end <= match.start], Flag.EXPLAINED)
-                target.flags |= Flag.EXPLAINED
+            target = self._explained_by(match, kind)
+            if target is None:
+                continue
+            if kind == "harmless_eye":
+                if target.flags & Flag.GONE:
+                    target.flags |= Flag.EXPLAINED
+                continue
+            # Colours named before the cue in the same clause go with it ("the white and blue bits were my
+            # marker"); a colour told after it is another statement ("...was my concealer, lip is blue").
+            clause = self.tokens.clause[target.start]
+            self._flag([m for m in self._explainable(kind)
+                        if self.tokens.clause[m.start] == clause and m.end <= match.start], Flag.EXPLAINED)
+            target.flags |= Flag.EXPLAINED
 
-    def _explainable(self) -> list[Mention]:
-        return [m for m in self.mentions if m.sign.explainable and not m.flags & DROPPED]
+    def _explainable(self, kind: str) -> list[Mention]:
+        return [m for m in self.mentions if m.sign.explainable and m.sign.explained_by == kind
+                and not m.flags & DROPPED]
 
-    def _hedged(self, index: int) -> bool:
-        sentence = self.tokens.sentence[index]
-        if self.tokens.ends_with_question(index):
-            return True
+    def _hedged(self, match: Match) -> bool:
+        """A cue in a clause closed by a question mark asks ("could it be the light?"); a question in a later
+        clause does not hedge it ("turned out it was my lip tint, how long does the swelling last?")."""
+        words = self.tokens.words
+        for index in range(match.end, len(words)):
+            if words[index] in PUNCTUATION:
+                if words[index] == QUESTION:
+                    return True
+                break
+        sentence = self.tokens.sentence[match.start]
         return any(self.tokens.sentence[start] == sentence for start in self.cues.starts("hedge"))
 
-    def _explained_by(self, match: Match) -> Mention | None:
-        """The colour the explanation is about: the nearest one told before it in the sentence, else the
+    def _simile(self, match: Match) -> bool:
+        """ "kayak digaris pake spidol merah", "like someone drew on it with a pen": a comparison, not a cause."""
+        words, similes, clause = self.tokens.words, self.words.simile, self.tokens.clause[match.start]
+        return any(words[i] in similes and self.tokens.clause[i] == clause
+                   for i in range(max(0, match.start - 3), match.end))
+
+    def _explained_by(self, match: Match, kind: str) -> Mention | None:
+        """The sign the explanation is about: the nearest one told before it in the sentence, else the
         first after it ("turns out it was my concealer that made it look white")."""
         sentence = self.tokens.sentence[match.start]
-        same = [m for m in self.mentions if m.sign.explainable and self.tokens.sentence[m.start] == sentence]
+        same = [m for m in self.mentions if m.sign.explainable and m.sign.explained_by == kind
+                and self.tokens.sentence[m.start] == sentence]
         before = [m for m in same if m.end <= match.start]
         if before:
             return before[-1] if not before[-1].flags & DROPPED else None

@@ -39,12 +39,19 @@ TRIGGER_KINDS = frozenset({
     "proxy",  # "I'm her husband", "saya suaminya": a relative reports the patient's signs; no third party then
     "negation_list",  # "none of the things on your list", "at no point": denies a whole list of signs after it
     "mentioned",  # "the nurse warned me about", "googled", "efek samping kayak": signs named as risks, not had
+    # "texting for my mum", "my husband had filler today", "suami saya td filler": the relative named is the
+    # patient, so third-party cues naming that relative do not apply (another relative's illness still does).
+    "proxy_for",
 })
-MARK_KINDS = ("positive", "question", "question_start", "harmless", "hedge", "past", "persist", "describes")
+# Harmless explanations come in kinds: "harmless" (makeup, light, a photo filter) explains a colour; "harmless_eye"
+# (eye drops, a contact lens, just woke up) explains only an eye sign, and only one said to be gone.
+HARMLESS_KINDS = ("harmless", "harmless_eye")
+MARK_KINDS = ("positive", "question", "question_start", *HARMLESS_KINDS, "hedge", "past", "persist", "describes")
 STRUCTURAL_CLASSES = ("clause_break", "scope_stop", "first_person", "list_link", "or_words", "location_prep",
-                      "body_part", "opener", "context_denial")
+                      "body_part", "opener", "context_denial", "relative", "simile")
 _NEGATIONS = ("negation", "negation_gone", "negation_both")
-_SIGN_FIELDS = {"level", "group", "label", "explainable", "bruise_colour", "passed_matters", "rules"}
+_SIGN_FIELDS = {"level", "group", "label", "explainable", "explained_by", "bruise_colour", "passed_matters", "rules"}
+_FRAME_FIELDS = {"sign", "parts", "losses", "gap", "order", "needs"}
 _RULE_FIELDS = {"level", "context", "without", "day_at_most", "day_at_least"}
 
 
@@ -72,6 +79,7 @@ class SignInfo:
     group: str
     label: str
     explainable: bool = False  # a harmless cause can explain it ("the white was my concealer")
+    explained_by: str = "harmless"  # the kind of harmless explanation that can (HARMLESS_KINDS)
     bruise_colour: bool = False  # a bruise in the same breath explains it ("bruise, a bit blue")
     passed_matters: bool = False  # having had it, even briefly, needs a clinician ("went white for an hour")
     rules: tuple[Rule, ...] = ()
@@ -90,6 +98,8 @@ class Words:
     body_part: frozenset[str]
     opener: frozenset[str]  # "hi", "kak", "sorry": may come before a question word that opens a sentence
     context_denial: frozenset[str]  # "no", "bukan": "no filler" names no filler
+    relative: frozenset[str]  # "mum", "suami": who a proxy reply may be about
+    simile: frozenset[str]  # "like", "kayak": "like a line drawn in red marker" describes, it does not explain
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,12 +194,16 @@ def _sign_info(where: str, sign_id: str, raw: object, groups: Mapping[str, str])
     here = f"{where}: sign '{sign_id}'"
     if not isinstance(raw, dict) or set(raw) - _SIGN_FIELDS or not {"level", "group", "label"} <= set(raw):
         raise LexiconError(f"{here}: expected level, group and label "
-                           "(optional: explainable, bruise_colour, passed_matters, rules)")
+                           "(optional: explainable, explained_by, bruise_colour, passed_matters, rules)")
     if raw["group"] not in groups:
         raise LexiconError(f"{here}: unknown group {raw['group']!r}")
     rules = tuple(_rule(f"{here}: rule {number}", item) for number, item in enumerate(raw.get("rules") or [], 1))
+    explained_by = str(raw.get("explained_by", "harmless"))
+    if explained_by not in HARMLESS_KINDS:
+        raise LexiconError(f"{here}: explained_by {explained_by!r} is not one of {', '.join(HARMLESS_KINDS)}")
     return SignInfo(id=sign_id, level=_level(here, raw["level"]), group=raw["group"], label=str(raw["label"]),
-                    explainable=bool(raw.get("explainable")), bruise_colour=bool(raw.get("bruise_colour")),
+                    explainable=bool(raw.get("explainable")), explained_by=explained_by,
+                    bruise_colour=bool(raw.get("bruise_colour")),
                     passed_matters=bool(raw.get("passed_matters")), rules=rules)
 
 
@@ -260,6 +274,8 @@ def _entries(where: str, raw: dict[str, Any], compiler: PhraseCompiler, signs: M
         if sign_id not in signs:
             raise LexiconError(f"{where}: signs: '{sign_id}' is not defined in signs.yaml")
         yield from _sign_entries(where, sign_id, body, make)
+    for number, frame in enumerate(raw.get("frames") or [], 1):
+        yield from _frame_entries(f"{where}: frames: {number}", frame, signs, make)
     for kind, phrases in (raw.get("triggers") or {}).items():
         if kind not in TRIGGER_KINDS:
             raise LexiconError(f"{where}: triggers: unknown kind '{kind}'")
@@ -275,7 +291,7 @@ def _entries(where: str, raw: dict[str, Any], compiler: PhraseCompiler, signs: M
     yield from _timeframe_entries(where, raw.get("timeframes") or {}, make)
     for kind in MARK_KINDS:
         for phrase in _phrases(f"{where}: {kind}", raw.get(kind) or []):
-            words = None if kind in ("harmless", "describes") else _single_words(phrase, classes)  # needs its span
+            words = None if kind in (*HARMLESS_KINDS, "describes") else _single_words(phrase, classes)  # needs its span
             if words is None:
                 yield make(kind, phrase, kind, kind)
             else:
@@ -299,6 +315,26 @@ def _sign_entries(where: str, sign_id: str, body: object, make) -> Iterator[Entr
     for context, phrases in (body.get("unless") or {}).items():
         for phrase in _phrases(f"{where}: {section}: unless {context}", phrases):
             yield make(f"{section}: unless {context}", phrase, "sign", sign_id, unless=context)
+
+
+def _frame_entries(where: str, frame: object, signs: Mapping[str, SignInfo], make) -> Iterator[Entry]:
+    """A frame is a body part or faculty and a loss predicate near each other, in either order ("the left half
+    of the tv is missing", "words come out jumbled", "minum tumpah dari sudut bibir"): every part phrase is
+    paired with every loss phrase, so a new word in either list catches every paraphrase built with it."""
+    if not isinstance(frame, dict) or set(frame) - _FRAME_FIELDS or not {"sign", "parts", "losses"} <= set(frame):
+        raise LexiconError(f"{where}: expected sign, parts and losses (optional: gap, order, needs)")
+    sign_id, gap, order = str(frame["sign"]), str(frame.get("gap", "~4")), str(frame.get("order", "both"))
+    if sign_id not in signs:
+        raise LexiconError(f"{where}: '{sign_id}' is not defined in signs.yaml")
+    if order not in ("both", "part_first", "loss_first") or not gap.startswith("~"):
+        raise LexiconError(f"{where}: order must be both, part_first or loss_first; gap a ~N or ~~N gap")
+    needs = str(frame.get("needs", ""))
+    for part in _phrases(f"{where}: parts", frame["parts"]):
+        for loss in _phrases(f"{where}: losses", frame["losses"]):
+            if order != "loss_first":
+                yield make(f"frame {sign_id}", f"{part} {gap} {loss}", "sign", sign_id, needs=needs)
+            if order != "part_first":
+                yield make(f"frame {sign_id}", f"{loss} {gap} {part}", "sign", sign_id, needs=needs)
 
 
 def _timeframe_entries(where: str, raw: dict[str, Any], make) -> Iterator[Entry]:

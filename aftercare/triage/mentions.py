@@ -29,8 +29,10 @@ class Flag:
 
 
 DROPPED = Flag.HYPOTHETICAL | Flag.THIRD_PARTY | Flag.EXPLAINED
-# A reply whose only signs are denied ("no fever") or explained away ("the white was my concealer") is ok.
-NOTHING_WRONG = frozenset({Flag.ABSENT, Flag.EXPLAINED, Flag.ABSENT | Flag.EXPLAINED})
+# A reply whose only signs are denied ("no fever"), explained away ("the white was my concealer") or gone
+# ("bengkak kempes, memar ilang") is ok: a passed sign that still matters is reported before this is asked.
+NOTHING_WRONG = frozenset(flags for flags in range(1, 32)
+                          if not flags & ~(Flag.ABSENT | Flag.EXPLAINED | Flag.GONE))
 
 
 @dataclass(slots=True, eq=False)

@@ -10,6 +10,8 @@ A phrase is a list of space-separated token specs, matched against whole tokens 
     /regex/   one number token matching the regex (temperatures: /3[89][.,]\\d/)
     [spec]    the spec, or nothing
     ~  ~N     up to 3 (or N) ordinary words; a gap never crosses punctuation, a negation or a word like "but"
+    ~~ ~~N    the same, but commas may be crossed too: a list told with commas ("hard, red, sore") or a
+              before-and-after told across one ("like a coin yesterday, like a saucer today")
     $         the end of the clause (a comma, stop or question mark follows, or the reply ends)
     >spec     (last only) the spec must follow, but is not part of the match: "will it >swell|bruise" is a
               hypothetical cue that leaves "swell" to be read as a sign inside its scope
@@ -28,7 +30,9 @@ from aftercare.triage.text import STOP_MARK, fold
 
 _WORD = re.compile(r"^[a-z0-9][a-z0-9./]*\*?$")
 GAP_WORD = "[^ ,.?!][^ ]*"  # one ordinary word: not punctuation, not a marked stop word
+LIST_GAP_WORD = "[^ .?!][^ ]*"  # the same, or a comma
 _GAP = re.compile(r"^~(\d*)$")
+_LIST_GAP = re.compile(r"^~~(\d*)$")
 _DEFAULT_GAP = 3
 
 
@@ -78,9 +82,9 @@ class PhraseCompiler:
         specs = phrase.split()
         if not specs:
             raise PhraseError("empty phrase")
-        if _GAP.match(specs[0]) or specs[0].startswith("[") or specs[0] == "$":
+        if specs[0].startswith("~") or specs[0].startswith("[") or specs[0] == "$":
             raise PhraseError(f"{phrase!r}: the first token must be required (not a gap or [optional])")
-        if _GAP.match(specs[-1]):
+        if specs[-1].startswith("~"):
             raise PhraseError(f"{phrase!r}: a phrase cannot end with a gap")
         if any(spec[0] in ">-" for spec in specs[:-1]) or specs[0][0] in ">-":
             raise PhraseError(f"{phrase!r}: only the last token, not the first, may be a look-ahead (>spec, -spec)")
@@ -105,6 +109,9 @@ class PhraseCompiler:
             return f"(?={self._alternatives(spec[1:], None, _Plain(words=set()))} )"
         if spec.startswith("-"):
             return f"(?!{self._alternatives(spec[1:], None, _Plain(words=set()))} )"
+        gap = _LIST_GAP.match(spec)
+        if gap:
+            return f"(?:{LIST_GAP_WORD} ){{0,{int(gap.group(1) or _DEFAULT_GAP)}}}?"
         gap = _GAP.match(spec)
         if gap:
             return f"(?:{GAP_WORD} ){{0,{int(gap.group(1) or _DEFAULT_GAP)}}}?"
