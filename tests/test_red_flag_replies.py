@@ -107,3 +107,19 @@ def test_yes_without_any_red_flag_question_is_not_an_emergency(clinic):
     enroll(phone=PATIENT, treatment="chemical-peel", treated_at=_treated(30))
     cli_json("dispatch", "--once")
     assert _reply("yes")["escalation_id"] is None
+
+
+@pytest.mark.parametrize("answer", ["sorry actually yes", "yes, a little", "yes unfortunately", "yeah kinda",
+                                    "eh iya kak sedikit"])
+def test_a_hedged_or_late_thought_yes_still_escalates(clinic, answer):
+    enroll(phone=PATIENT, treated_at=_treated(4.5))
+    _sent_checkin("checkin-evening")
+    result = _reply(answer)
+    assert result["level"] == "emergency" and result["escalation_id"] is not None
+
+
+def test_no_then_a_change_of_mind_escalates(clinic):
+    enroll(phone=PATIENT, treated_at=_treated(4.5))
+    _sent_checkin("checkin-evening")
+    assert _reply("no")["level"] == "ok"
+    assert _reply("sorry actually yes")["escalation_id"] is not None

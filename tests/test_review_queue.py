@@ -190,3 +190,15 @@ def test_a_review_page_queued_before_the_item_was_read_is_not_sent(clinic):
     cli_json("inbox", "done", str(item_id), "--by", "Rina")
     cli_json("dispatch", "--once")
     assert not [m for m in read_outbox(get_settings()) if m["to"] == DOCTOR]
+
+
+def test_a_question_after_the_one_automatic_answer_still_reaches_a_person(clinic):
+    first = _reply("a little bruising on my cheek today")
+    assert first["answer"] and first["review_id"] is None
+    second = _reply("sorry forgot, is the little bump near my eye ok?")
+    assert second["review_id"] is not None and second["answer"]  # the holding answer
+
+
+def test_a_photo_only_item_sorts_as_routine_not_ok(clinic):
+    _reply("", "--media", "1")
+    assert cli_json("inbox")[0]["level"] == "routine"

@@ -19,10 +19,10 @@ class Answer(StrEnum):
 
 _YES_WORDS = frozenset({
     "yes", "y", "ye", "yea", "yeah", "yeh", "yep", "yup", "yes please", "sure", "1",  # 1 = YES on the question
-    "ya", "iya", "iyaa", "iyaaa", "iy", "iye", "yoi", "betul", "benar", "bener", "ada", "iya ada", "ya ada",
+    "ya", "iya", "iy", "iye", "yoi", "betul", "benar", "bener", "ada", "iya ada", "ya ada",
 })
 _NO_WORDS = frozenset({
-    "no", "n", "nope", "nah", "nop", "noo", "none", "nothing", "2",  # 2 = NO on the question
+    "no", "n", "nope", "nah", "nop", "none", "nothing", "2",  # 2 = NO on the question
     "tidak", "tdk", "tak", "gak", "ga", "gk", "nggak", "ngga", "ngak", "enggak", "engga", "nda", "ndak", "belum",
     "blm", "tidak ada", "tdk ada", "gak ada", "ga ada", "gk ada", "nggak ada", "ngga ada", "enggak ada", "nda ada",
     "no none", "no nothing", "nothing at all", "none at all",
@@ -32,6 +32,12 @@ _ADDRESS = frozenset({
     "kak", "ka", "kk", "kakak", "dok", "dokter", "sus", "suster", "sis", "mbak", "mba", "bu", "ibu", "mas", "pak",
     "sir", "maam", "dear", "hi", "hello", "halo", "hai",
 })
+# Lead-ins before an answer ("sorry, actually yes", "eh iya"). Not "oh" or "aduh": "oh no" is dismay, not a NO.
+_LEAD_INS = frozenset({
+    "sorry", "soz", "actually", "um", "umm", "uh", "er", "well", "oops", "hmm", "ah", "so", "i", "think",
+    "maaf", "sori", "eh", "kayaknya", "sepertinya",
+})
+_BEFORE = _ADDRESS | _LEAD_INS
 # Thanks only after it: in "makasih ya" the "ya" is a particle, not a yes.
 _AFTER = _ADDRESS | {"thanks", "thank", "you", "thx", "ty", "makasih", "terima", "kasih", "trims", "ok", "okay", "oke"}
 _WORD = re.compile(r"[a-z0-9]+")
@@ -43,17 +49,23 @@ _STRETCH = re.compile(r"(.)\1+$")
 class ReadAnswer:
     answer: Answer
     whole: bool  # True: the reply is nothing but the answer; False: it opens a longer message
+    rest: str = ""  # what follows the answer ("a little", "all fine thanks"), to be read on its own
 
 
 def read_answer(text: str) -> ReadAnswer | None:
-    """The yes/no answer a reply gives, if it gives one as a whole or as its first word; else None."""
-    words = [_STRETCH.sub(r"\1", w) for w in _WORD.findall((text or "").lower())]
-    while words and words[0] in _ADDRESS:
-        words.pop(0)
+    """The yes/no answer a reply gives, if it gives one as a whole or after a lead-in ("sorry, actually yes");
+    else None."""
+    matches = list(_WORD.finditer((text or "").lower()))
+    words = [_STRETCH.sub(r"\1", m.group()) for m in matches]
+    start = 0
+    while start < len(words) and words[start] in _BEFORE:
+        start += 1
     for size in (3, 2, 1):
-        answer = _lookup(" ".join(words[:size])) if len(words) >= size else None
+        end = start + size
+        answer = _lookup(" ".join(words[start:end])) if len(words) >= end else None
         if answer is not None:
-            return ReadAnswer(answer, whole=all(w in _AFTER for w in words[size:]))
+            return ReadAnswer(answer, whole=all(w in _AFTER for w in words[end:]),
+                              rest=text[matches[end - 1].end():].strip(" ,.!-"))
     return None
 
 

@@ -41,20 +41,22 @@ class Disposition:
 
 
 def dispose(result: TriageResult, *, answerable: frozenset[str], answer: ReadAnswer | None = None,
-            red_flag: RedFlagQuestion | None = None, num_media: int = 0,
+            rest: TriageResult | None = None, red_flag: RedFlagQuestion | None = None, num_media: int = 0,
             open_escalation: bool = False) -> Disposition:
     """Decide from a triage, the signs the clinic has a written answer for, the yes/no answer the reply gives (if
-    any) and the red-flag question of the last check-in (None when it asked none)."""
+    any) with the triage of what follows it (`rest`), and the red-flag question of the last check-in (None when
+    it asked none)."""
     signs = list(result.signs)
     asked = red_flag is not None and red_flag.open
     if asked and answer is not None and answer.answer is Answer.YES:
-        return _yes_to_red_flag(result, answer, TriageLevel(red_flag.level), signs)
+        return _yes_to_red_flag(result, rest, TriageLevel(red_flag.level), signs)
     if result.level in _ESCALATING:
         return Disposition(Action.ESCALATE, result.level, signs)
     if open_escalation:
         return Disposition(Action.SILENT, result.level, signs, reason="escalation_open")
     if num_media:
-        return Disposition(Action.REVIEW, result.level, signs, reason="photo")
+        level = max(result.level, TriageLevel.ROUTINE, key=lambda lv: lv.rank)  # a photo is never "ok" unread
+        return Disposition(Action.REVIEW, level, signs, reason="photo")
     if answer is not None and answer.whole:
         if asked and answer.answer is Answer.NO:
             return Disposition(Action.ANSWER, TriageLevel.OK, signs)
@@ -63,12 +65,13 @@ def dispose(result: TriageResult, *, answerable: frozenset[str], answer: ReadAns
     return _quiet(result, signs, answerable)
 
 
-def _yes_to_red_flag(result: TriageResult, answer: ReadAnswer, screened: TriageLevel,
+def _yes_to_red_flag(result: TriageResult, rest: TriageResult | None, screened: TriageLevel,
                      signs: list[str]) -> Disposition:
     if result.level.rank > screened.rank:
         return Disposition(Action.ESCALATE, result.level, signs + [RED_FLAG_SIGN])
-    if not answer.whole and result.level is TriageLevel.OK and result.basis in _ALL_WELL:
+    if rest is not None and rest.level is TriageLevel.OK and rest.basis in _ALL_WELL:
         # "yes all good thanks": a yes to which question? Not an emergency on its face, but a person reads it.
+        # "yes, a little", "yes unfortunately": a YES, whatever else the words are.
         return Disposition(Action.REVIEW, TriageLevel.ROUTINE, signs, reason="unclear_answer")
     return Disposition(Action.ESCALATE, screened, [RED_FLAG_SIGN, *signs])
 

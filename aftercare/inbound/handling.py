@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -255,11 +255,19 @@ def _clinics_for_number(session: Session, to_number: str | None) -> list[Clinic]
 
 def _triage_and_answer(session: Session, inbound: InboundMessage, patient: Patient, enrollment: Enrollment | None,
                        outcome: Outcome, now: datetime) -> Outcome:
-    result = triage(inbound.body, patient.language, **triage_context(enrollment, now))
+    context = triage_context(enrollment, now)
+    result = triage(inbound.body, patient.language, **context)
     red_flag = last_red_flag_question(session, patient_id=patient.id, now=now)
     current = _unresolved_escalation(session, patient.id)
-    disposition = dispose(result, answerable=answerable_signs(), answer=read_answer(inbound.body),
-                          red_flag=red_flag, num_media=inbound.num_media, open_escalation=current is not None)
+    answer = read_answer(inbound.body)
+    rest = triage(answer.rest, patient.language, **context) if answer and not answer.whole else None
+    disposition = dispose(result, answerable=answerable_signs(), answer=answer, rest=rest, red_flag=red_flag,
+                          num_media=inbound.num_media, open_escalation=current is not None)
+    if disposition.action is Action.ANSWER and not (outcome.handling == "reply" and _may_auto_answer(
+            session, patient, enrollment)):
+        # Answered once already for this check-in: a question still needs a person; anything else is recorded.
+        disposition = (replace(disposition, action=Action.REVIEW, reason="question") if "?" in inbound.body
+                       else replace(disposition, action=Action.SILENT, reason="answered"))
     outcome.level, outcome.signs = disposition.level.value, disposition.signs
     # The answer goes in the language the patient wrote in, when that is clear; else in their profile's.
     language = inbound.language or patient.language
@@ -272,20 +280,26 @@ def _triage_and_answer(session: Session, inbound: InboundMessage, patient: Patie
         outcome.escalation_id = escalation.id
         outcome.answers.insert(0, render(f"safety.{disposition.level.value}", language, **values))
     elif disposition.action is Action.REVIEW:
-        waiting = has_open_item(session, clinic_id=patient.clinic_id, patient_id=patient.id, sender=inbound.from_phone)
-        item = open_review_item(session, clinic=patient.clinic, inbound=inbound, reason=disposition.reason,
-                                level=disposition.level.value, enrollment_id=enrollment.id if enrollment else None,
-                                now=now)
-        outcome.review_id = item.id
-        if not waiting:
-            outcome.answers.append(render("reply.holding", language, **values))
+        _to_review(session, inbound, patient, enrollment, disposition, outcome, render("reply.holding", language,
+                                                                                       **values), now)
     elif disposition.action is Action.SILENT and current is not None:
         outcome.escalation_id = current.id  # the clinician sees it on the escalation's timeline
-    elif disposition.action is Action.ANSWER and outcome.handling == "reply" and _may_auto_answer(
-            session, patient, enrollment):
+    elif disposition.action is Action.ANSWER:
         key = _routine_template(disposition.signs) if disposition.level is TriageLevel.ROUTINE else "reply.ok"
         outcome.answers.append(render(key, language, **values))
     return outcome
+
+
+def _to_review(session: Session, inbound: InboundMessage, patient: Patient, enrollment: Enrollment | None,
+               disposition: Disposition, outcome: Outcome, holding: str, now: datetime) -> None:
+    """A person must read it; the patient gets the holding answer unless an earlier item already waits."""
+    waiting = has_open_item(session, clinic_id=patient.clinic_id, patient_id=patient.id, sender=inbound.from_phone)
+    item = open_review_item(session, clinic=patient.clinic, inbound=inbound, reason=disposition.reason,
+                            level=disposition.level.value, enrollment_id=enrollment.id if enrollment else None,
+                            now=now)
+    outcome.review_id = item.id
+    if not waiting:
+        outcome.answers.append(holding)
 
 
 def _explanation(result: TriageResult, disposition: Disposition, red_flag: RedFlagQuestion | None) -> str:
