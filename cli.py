@@ -477,6 +477,25 @@ def inbox_done(item_id: int, by: str, note: str | None, as_json: bool) -> None:
     emit(data, as_json=as_json, title=f"review item {item_id} done")
 
 
+@inbox.command("escalate")
+@click.argument("item_id", type=int)
+@click.option("--by", "by", required=True, help="Who read it")
+@click.option("--level", type=click.Choice(["emergency", "urgent"]), required=True,
+              help="emergency: re-paged every few minutes; urgent: every half hour")
+@json_option
+def inbox_escalate(item_id: int, by: str, level: str, as_json: bool) -> None:
+    """Open an escalation from a review item: pages the on-call clinician at once (audited)."""
+    from aftercare.contact import check_name
+    from aftercare.escalation.views import escalation_view
+    from aftercare.review.service import escalate_review_item, get_review_item
+
+    with session_scope() as session:
+        escalation = escalate_review_item(session, get_review_item(session, item_id), level=level,
+                                          by=check_name(by, field="--by", max_length=200))
+        data = escalation_view(escalation)
+    emit(data, as_json=as_json, title=f"review item {item_id} escalated")
+
+
 @main.group()
 def escalations() -> None:
     """Escalations raised by dangerous replies."""
@@ -508,6 +527,8 @@ def escalations_show(escalation_id: int, as_json: bool) -> None:
         return
     emit({k: v for k, v in data.items() if k not in ("audit", "pages", "replies")}, as_json=False,
          title=f"escalation {escalation_id}")
+    emit(data["replies"], as_json=False, columns=["at", "level", "body"], title="the patient's words")
+    emit(data["pages"], as_json=False, columns=["due_at", "channel", "status", "staff_id", "sent_at"], title="pages")
     emit(data["audit"], as_json=False, columns=["at", "actor", "action", "details"], title="audit log")
 
 

@@ -157,3 +157,21 @@ def test_a_clinicians_text_is_never_triaged_as_a_patient_reply(clinic):
     wrong = cli_json("reply", "--from", DOCTOR_A, "ACK ZZZZZZ")
     assert "unknown code" in wrong["answer"]
     assert cli_json("escalations", "list") == [] and cli_json("inbox") == []
+
+
+def test_the_page_says_outside_the_quote_what_the_words_do_not(clinic):
+    result = cli_json("reply", "--from", "+6285599990000", "my wife had filler today, her lip went white and hurts")
+    cli_json("dispatch", "--once")
+    [page] = _outbox_to(DOCTOR_A)
+    quoted = page["body"].split('"')[1]
+    assert "not on file" not in quoted and "Sender not on file" in page["body"]
+    assert cli_json("escalations", "show", str(result["escalation_id"]))["replies"][0]["body"].startswith("my wife")
+    shown = run_cli("escalations", "show", str(result["escalation_id"]))
+    assert "the patient's words" in shown.stdout and "my wife" in shown.stdout
+
+
+def test_acknowledging_twice_says_who_took_it(clinic):
+    escalation_id = _reply("my lip has gone white and it really hurts")["escalation_id"]
+    cli_json("escalations", "ack", str(escalation_id), "--by", "Dr A")
+    again = run_cli("escalations", "ack", str(escalation_id), "--by", "Dr B")
+    assert again.exit_code == 1 and "by Dr A" in again.stderr

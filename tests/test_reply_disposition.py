@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from aftercare.escalation import RED_FLAG_SIGN
 from aftercare.inbound.answers import Answer, read_answer
 from aftercare.inbound.checkin import RedFlagQuestion
-from aftercare.inbound.disposition import RED_FLAG_SIGN, Action, dispose
+from aftercare.inbound.disposition import Action, dispose
 from aftercare.inbound.handling import answerable_signs
 from aftercare.inbound.language import message_language
 from aftercare.triage import triage

@@ -202,3 +202,14 @@ def test_a_question_after_the_one_automatic_answer_still_reaches_a_person(clinic
 def test_a_photo_only_item_sorts_as_routine_not_ok(clinic):
     _reply("", "--media", "1")
     assert cli_json("inbox")[0]["level"] == "routine"
+
+
+def test_staff_can_escalate_a_review_item_and_on_call_is_paged(clinic):
+    item_id = _reply("hi this is her husband, something is wrong with her face")["review_id"]
+    escalation = cli_json("inbox", "escalate", str(item_id), "--by", "Nurse Rina", "--level", "emergency")
+    assert escalation["level"] == "emergency" and escalation["status"] == "open"
+    cli_json("dispatch", "--once")
+    assert [m for m in read_outbox(get_settings()) if m["to"] == DOCTOR]
+    assert cli_json("inbox") == [] and cli_json("inbox", "--all")[0]["status"] == "escalated"
+    again = run_cli("inbox", "escalate", str(item_id), "--by", "Rina", "--level", "urgent")
+    assert again.exit_code == 1 and "already escalated" in again.stderr

@@ -1,1 +1,4 @@
 """Escalations: paging the on-call clinician about a dangerous reply until someone acknowledges."""
+
+# The sign an escalation carries when the patient answered YES to a check-in's red-flag question.
+RED_FLAG_SIGN = "red_flag_answered_yes"

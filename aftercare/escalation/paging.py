@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from aftercare import audit
 from aftercare.clinics import oncall_list
 from aftercare.config import get_settings
+from aftercare.escalation import RED_FLAG_SIGN
 from aftercare.models import (
     Channel,
     Clinic,
@@ -74,19 +75,27 @@ def write_page(session: Session, clinic: Clinic, *, turn: int, template: str, va
 
 
 def _page_values(session: Session, escalation: Escalation, clinic: Clinic, reply_text: str | None) -> dict:
-    patient = escalation.patient
     enrollment = session.get(Enrollment, escalation.enrollment_id) if escalation.enrollment_id else None
     if reply_text is None:
         reply_text = session.scalar(select(InboundMessage.body).where(InboundMessage.escalation_id == escalation.id)
                                     .order_by(InboundMessage.id.desc()).limit(1)) or ""
     reply = reply_text if len(reply_text) <= 300 else reply_text[:297] + "..."
-    if patient is None:
-        reply += " [sender not on file: call this number back]"
-    elif not patient.sms_allowed:
-        reply += " [patient has opted out of SMS: reach them by phone]"
     return {"level": escalation.level.upper(), "first_name": escalation.first_name,
             "treatment": enrollment.treatment if enrollment else "unknown", "reply": reply, "code": escalation.code,
-            "clinic_name": clinic.name, "clinic_phone": clinic.phone, "patient_phone": escalation.callback_phone or ""}
+            "clinic_name": clinic.name, "clinic_phone": clinic.phone, "patient_phone": escalation.callback_phone or "",
+            "note": " ".join(_page_notes(escalation))}
+
+
+def _page_notes(escalation: Escalation) -> list[str]:
+    """What the clinician must know besides the words: outside the quote, so nobody reads it as the patient's."""
+    notes = []
+    if RED_FLAG_SIGN in escalation.signs:
+        notes.append("They answered YES to the check-in's red-flag question.")
+    if escalation.patient is None:
+        notes.append("Sender not on file: call this number back.")
+    elif not escalation.patient.sms_allowed:
+        notes.append("Patient has opted out of SMS: reach them by phone.")
+    return notes
 
 
 def _page_body(template: str, channel: str, values: dict) -> str:

@@ -104,7 +104,8 @@ def find_by_code(session: Session, code: str) -> Escalation | None:
 def acknowledge(session: Session, escalation: Escalation, *, by: str, via: str = "cli",
                 now: datetime | None = None) -> Escalation:
     if escalation.status != EscalationStatus.OPEN:
-        raise AftercareError(f"escalation {escalation.id} is already {escalation.status}")
+        by_whom = f" (by {escalation.acknowledged_by})" if escalation.acknowledged_by else ""
+        raise AftercareError(f"escalation {escalation.id} is already {escalation.status}{by_whom}")
     escalation.status = EscalationStatus.ACKNOWLEDGED
     escalation.acknowledged_at = now or utcnow()
     escalation.acknowledged_by = by

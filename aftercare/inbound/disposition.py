@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from aftercare.escalation import RED_FLAG_SIGN
 from aftercare.inbound.answers import Answer, ReadAnswer
 from aftercare.inbound.checkin import RedFlagQuestion
 from aftercare.triage import TriageLevel, TriageResult
@@ -22,7 +23,6 @@ from aftercare.triage import TriageLevel, TriageResult
 _ESCALATING = (TriageLevel.URGENT, TriageLevel.EMERGENCY)
 # Quiet triage bases that positively say nothing is wrong (see TriageResult.basis).
 _ALL_WELL = frozenset({"positive", "denied"})
-RED_FLAG_SIGN = "red_flag_answered_yes"
 
 
 class Action(StrEnum):

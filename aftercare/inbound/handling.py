@@ -21,10 +21,11 @@ from aftercare import audit
 from aftercare.config import get_settings
 from aftercare.contact import normalize_phone
 from aftercare.errors import AftercareError, InputError
+from aftercare.escalation import RED_FLAG_SIGN
 from aftercare.escalation.service import acknowledge, find_by_code, open_escalation
 from aftercare.inbound.answers import read_answer
 from aftercare.inbound.checkin import RedFlagQuestion, last_red_flag_question, triage_context
-from aftercare.inbound.disposition import RED_FLAG_SIGN, Action, Disposition, dispose
+from aftercare.inbound.disposition import Action, Disposition, dispose
 from aftercare.inbound.keywords import Keyword, classify, is_conditional_opt_in
 from aftercare.inbound.language import message_language
 from aftercare.models import (
@@ -241,16 +242,16 @@ def _unknown_sender(session: Session, inbound: InboundMessage, outcome: Outcome,
 
 
 def _clinics_for_number(session: Session, to_number: str | None) -> list[Clinic]:
-    """The clinic(s) a reply was sent to: the one whose sender number it is; those using the default sender when
-    it is that; the only clinic there is when the number says nothing."""
+    """The clinic(s) a reply was sent to: the one whose sender number it is, or those using the default sender
+    when it is that. When the number decides nothing (not sent, or no clinic's), every clinic is a candidate:
+    a reply nobody is told about is the one outcome that must not happen."""
     if to_number:
         owners = list(session.scalars(select(Clinic).where(Clinic.sms_from == to_number).order_by(Clinic.id)))
+        if not owners and to_number == get_settings().twilio_from:
+            owners = list(session.scalars(select(Clinic).where(Clinic.sms_from.is_(None)).order_by(Clinic.id)))
         if owners:
             return owners
-        if to_number == get_settings().twilio_from:
-            return list(session.scalars(select(Clinic).where(Clinic.sms_from.is_(None)).order_by(Clinic.id)))
-    clinics = list(session.scalars(select(Clinic).limit(2)))
-    return clinics if len(clinics) == 1 else []
+    return list(session.scalars(select(Clinic).order_by(Clinic.id)))
 
 
 def _triage_and_answer(session: Session, inbound: InboundMessage, patient: Patient, enrollment: Enrollment | None,

@@ -15,7 +15,7 @@ LANGUAGES: tuple[str, ...] = ("en", "id")
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 BASE_PLACEHOLDERS = frozenset({"first_name", "clinic_name", "clinic_phone"})
-_PAGE_PLACEHOLDERS = BASE_PLACEHOLDERS | {"level", "treatment", "reply", "code"}
+_PAGE_PLACEHOLDERS = BASE_PLACEHOLDERS | {"level", "treatment", "reply", "code", "note"}
 EXTRA_PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     "reply.routine": BASE_PLACEHOLDERS | {"tip"},
     "page.sms": _PAGE_PLACEHOLDERS,
@@ -24,7 +24,7 @@ EXTRA_PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     "page.review.email": BASE_PLACEHOLDERS | {"item", "reason", "minutes"},
 }
 # Placeholders a caller may leave out; they render as the default.
-OPTIONAL_VALUES: Mapping[str, str] = {"tip": ""}
+OPTIONAL_VALUES: Mapping[str, str] = {"tip": "", "note": ""}
 
 # Texts the reply and escalation code needs besides the protocol steps; every language must have them.
 SERVICE_SMS = (

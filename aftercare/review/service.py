@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from aftercare import audit
 from aftercare.errors import AftercareError, NotFound
-from aftercare.models import Clinic, InboundMessage, ReviewItem, ReviewStatus, utcnow
+from aftercare.escalation.service import open_escalation
+from aftercare.models import Clinic, Enrollment, Escalation, InboundMessage, ReviewItem, ReviewStatus, utcnow
 from aftercare.schedule.planner import QuietHours, next_allowed
 
 # Most serious first in the inbox; unknown levels sort last.
@@ -81,3 +82,21 @@ def mark_done(session: Session, item: ReviewItem, *, by: str, note: str | None =
     audit.record(session, actor=by, action="review.done", subject_type="review", subject_id=item.id,
                  note=item.note)
     return item
+
+
+def escalate_review_item(session: Session, item: ReviewItem, *, by: str, level: str,
+                         now: datetime | None = None) -> Escalation:
+    """A person read it and judged it dangerous: open (or raise) the escalation, which pages on-call at once."""
+    if item.status != ReviewStatus.OPEN:
+        raise AftercareError(f"review item {item.id} is already {item.status}")
+    now = now or utcnow()
+    enrollment = session.get(Enrollment, item.enrollment_id) if item.enrollment_id else None
+    escalation = open_escalation(session, patient=item.patient, enrollment=enrollment, inbound=item.inbound,
+                                 level=level, signs=["escalated_from_review"],
+                                 explanation=f"escalated from the review inbox by {by}", clinic_id=item.clinic_id,
+                                 now=now)
+    item.status, item.done_at, item.done_by = ReviewStatus.ESCALATED, now, by
+    item.inbound.escalation_id = escalation.id
+    audit.record(session, actor=by, action="review.escalated", subject_type="review", subject_id=item.id,
+                 escalation_id=escalation.id, level=level)
+    return escalation
