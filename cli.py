@@ -431,8 +431,12 @@ def reply(from_number: str, to_number: str | None, num_media: int, text: str, as
     """Feed a text through exactly the webhook's code path (local runs, support)."""
     import uuid
 
+    from aftercare.contact import normalize_phone
     from aftercare.inbound.handling import handle_inbound_sms
 
+    # Twilio only ever sends real numbers; a typo here would be stored as a sender nobody can call back.
+    from_number = normalize_phone(from_number, field="--from")
+    to_number = normalize_phone(to_number, field="--to") if to_number else None
     with session_scope() as session:
         outcome = handle_inbound_sms(session, sid=f"LOCAL{uuid.uuid4().hex}", from_number=from_number,
                                      to_number=to_number, body=text, num_media=num_media)

@@ -58,7 +58,8 @@ def serve_web(settings: Settings) -> None:
 
 
 def seed_demo() -> None:
-    """A demo clinic, an on-call clinician and a patient treated two hours ago, so messages are due now."""
+    """A demo clinic, an on-call clinician and a patient treated two hours ago, so messages are due now.
+    Seeded once: a restart keeps the demo as it was rather than treating Ayu again."""
     from aftercare.clinics import add_clinic, add_oncall, get_clinic
     from aftercare.errors import NotFound
     from aftercare.schedule.enrollment import enroll
@@ -66,11 +67,13 @@ def seed_demo() -> None:
     with session_scope() as session:
         try:
             get_clinic(session, DEMO_CLINIC)
+            return
         except NotFound:
-            add_clinic(session, name="Demo Aesthetics", slug=DEMO_CLINIC, timezone="Asia/Jakarta",
-                       phone="+6281100000001", quiet_hours="00:00-00:00", actor="demo")
-            add_oncall(session, clinic_slug=DEMO_CLINIC, name="Dr. Demo", phone="+6281100000002",
-                       email="oncall@demo.example", actor="demo")
+            pass
+        add_clinic(session, name="Demo Aesthetics", slug=DEMO_CLINIC, timezone="Asia/Jakarta",
+                   phone="+6281100000001", quiet_hours="00:00-00:00", actor="demo")
+        add_oncall(session, clinic_slug=DEMO_CLINIC, name="Dr. Demo", phone="+6281100000002",
+                   email="oncall@demo.example", actor="demo")
         enroll(session, clinic_slug=DEMO_CLINIC, first_name="Ayu", phone="+6281100000003",
                email="ayu@demo.example", treatment="dermal-filler",
                treated_at=(utcnow() - timedelta(hours=2)).replace(second=0, microsecond=0), actor="demo")
@@ -83,7 +86,7 @@ def _banner(console: Console, settings: Settings, demo: bool) -> None:
     console.print(f"outbox   : {(settings.home / 'outbox.jsonl').resolve()}  (`aftercare outbox` lists it)")
     console.print(f"web      : http://{settings.web_host}:{settings.web_port}  (Twilio webhooks, /healthz)")
     if demo:
-        console.print("demo     : clinic 'demo-clinic', patient Ayu (+6281100000003) treated 2 hours ago")
+        console.print("demo     : clinic 'demo-clinic', patient Ayu (+6281100000003), dermal filler (seeded on the first run)")
         console.print("try      : aftercare reply --from +6281100000003 \"my lip has gone white and it really hurts\"")
     console.print("stop     : press Ctrl+C")
     console.rule()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -16,14 +17,22 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
 
 
+# Terminal control characters from patient text (ESC sequences, bells) would drive the admin's terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _cell(value: Any) -> Text:
+    # Text(...) so that patient-supplied text is never read as rich markup.
+    return Text("" if value is None else _CONTROL.sub("\N{REPLACEMENT CHARACTER}", str(value)))
+
+
 def print_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], *, title: str | None = None) -> None:
     table = Table(title=title, show_lines=False)
     for column in columns:
         table.add_column(column)
     count = 0
     for row in rows:
-        # Text(...) so that patient-supplied text is never read as rich markup.
-        table.add_row(*(Text("" if row.get(c) is None else str(row.get(c))) for c in columns))
+        table.add_row(*(_cell(row.get(c)) for c in columns))
         count += 1
     console = Console()
     if count:
@@ -37,7 +46,7 @@ def print_fields(data: dict[str, Any], *, title: str | None = None) -> None:
     table.add_column("field", style="bold")
     table.add_column("value")
     for key, value in data.items():
-        table.add_row(key, Text("" if value is None else str(value)))
+        table.add_row(key, _cell(value))
     Console().print(table)
 
 
