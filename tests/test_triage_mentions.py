@@ -70,3 +70,63 @@ def test_an_answer_that_is_itself_a_question_denies_nothing():
 
 def test_an_answer_inside_a_clause_is_an_ordinary_negation():
     assert level("my temperature is 38.9 and nothing brings it down") is URGENT
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("feel like a million dollars, thanks so much", "en"),
+    ("glass skin achieved, zero issues", "en"),
+    ("slept like a log, face is perfect", "en"),
+    ("my husband says I look like a new woman, no problems at all", "en"),
+    ("Will recommend you to everyone. Healing nicely", "en"),
+    ("my colleague got puffy eyes from hers, and me? nothing at all, all good", "en"),
+    ("makasih udah ngecek kak, semua aman", "id"),
+    ("kulit kayak kaca kak, makasih", "id"),
+    ("udah ga napa2 kak, memarnya udah pudar semua", "id"),
+])
+def test_praise_idioms_and_thanks_for_asking_are_ok(text, lang):
+    assert level(text, lang) is OK
+
+
+@pytest.mark.parametrize("text", [
+    "all good. can I use my retinol tonight",
+    "is my lip supposed to be this swollen",
+    "lips are fine, should I keep icing",
+])
+def test_a_question_without_a_question_mark_still_asks(text):
+    assert level(text) is ROUTINE
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("my cheek looks grey in the selfie but thats the ring light, irl just a little puffy", "en"),
+    ("in the picture my lip looks blue but it was the lighting in the bathroom, just swollen", "en"),
+    ("di foto bibirku keliatan biru tapi ternyata filter hp, aslinya cuma bengkak dikit", "id"),
+])
+def test_a_harmless_cause_told_after_but_explains_the_colour(text, lang):
+    assert level(text, lang) is ROUTINE
+
+
+def test_a_cause_ruled_out_explains_nothing():
+    assert level("my lip is blue in real life too, not just the photo") is EMERGENCY
+
+
+@pytest.mark.parametrize("text, want", [
+    ("dropped my phone in the bath lol, lips are fine just swollen", ROUTINE),
+    ("the only fuzzy thing is my memory of last night haha, face is great", OK),
+    ("there's a lump the size of a grape in my cheek, day 3", ROUTINE),
+    ("keep dropping my cup, my hand feels weak since the filler", EMERGENCY),
+    ("my words are coming out wrong now", EMERGENCY),
+    ("my lip looks like a grape, dark purple and cold", EMERGENCY),
+])
+def test_everyday_words_near_a_sign_are_told_apart_from_the_sign(text, want):
+    assert level(text) is want
+
+
+@pytest.mark.parametrize("text, lang, want", [
+    ("5 weeks after under-eye filler there's a bluish grey shadow, painless and not changing", "en", ROUTINE),
+    ("lengan sama punggung bentol2 gatal semuanya kak abis meso, napas normal", "id", URGENT),
+    ("benjolan bekas suntik meso ujungnya putih, hari ke-5, makin nyeri", "id", URGENT),
+    ("the laser spots flaked off this morning, skin is clear, nothing else", "en", OK),
+    ("flek yg gelap udah rontok kak, hasilnya bagus", "id", OK),
+])
+def test_late_tints_widespread_hives_pustules_and_shed_pigment(text, lang, want):
+    assert level(text, lang) is want

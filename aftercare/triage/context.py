@@ -396,7 +396,7 @@ class _Scope:
                 continue  # the same explanation found again, or a shorter cue inside it
             last_end = match.end
             kind = match.entry.kind
-            if self._hedged(match) or self._simile(match) \
+            if self._hedged(match) or self._simile(match) or self._denied_cause(match) \
                     or _overlaps_any(match.start, match.end, self._explainable(kind)):
                 continue
             target = self._explained_by(match, kind)
@@ -428,6 +428,11 @@ class _Scope:
                 break
         sentence = self.tokens.sentence[match.start]
         return any(self.tokens.sentence[start] == sentence for start in self.cues.starts("hedge"))
+
+    def _denied_cause(self, match: Match) -> bool:
+        """ "blue in real life too, not just the photo", "bukan karena lampu": the cause is ruled out, not given."""
+        words, denials = self.tokens.words, self.words.context_denial
+        return any(words[i] in denials for i in range(max(0, match.start - 2), match.start))
 
     def _simile(self, match: Match) -> bool:
         """ "kayak digaris pake spidol merah", "like someone drew on it with a pen": a comparison, not a cause."""
