@@ -130,3 +130,17 @@ def test_everyday_words_near_a_sign_are_told_apart_from_the_sign(text, want):
 ])
 def test_late_tints_widespread_hives_pustules_and_shed_pigment(text, lang, want):
     assert level(text, lang) is want
+
+
+@pytest.mark.parametrize("text, lang, want", [
+    ("pusing banget mikirin tagihan kak, bibir cuma memar dikit", "id", ROUTINE),
+    ("day 4 now, one small bump near the lip, should I wait for the 2 week check?", "en", ROUTINE),
+    ("smile is a little uneven but it's just the lip more puffy at the right", "en", ROUTINE),
+    ("yg dokter jelasin soal bibir jadi ungu atau pucat itu ga ada kak, aman semua", "id", OK),
+])
+def test_words_of_another_language_an_appointment_or_the_clinic_warning_are_not_signs(text, lang, want):
+    assert level(text, lang) is want
+
+
+def test_a_bump_weeks_after_treatment_is_still_late_when_an_appointment_is_named_too():
+    assert level("3 weeks after filler there's a bump near my lip, see you at the review") is URGENT
