@@ -28,6 +28,7 @@ def test_a_score_out_of_ten_with_no_pain_word_is_not_pain(text, lang):
     ("the throbbing is a 9/10 tonight", "en"),
     ("my lip hurts, 10/10 easily", "en"),
     ("nyerinya 9/10 kak abis filler", "id"),
+    ("rate my pain 9/10", "en"),
 ])
 def test_a_score_out_of_ten_next_to_a_pain_word_is_severe_pain(text, lang):
     assert level(text, lang) is EMERGENCY
@@ -50,6 +51,9 @@ def test_a_warning_read_about_or_feared_is_a_mention_not_a_sign(text, lang):
     ("saw a post about occlusion, today the side of my lip is grey", "en"),
     ("I'm worried about stroke because my smile is lopsided and my arm feels heavy", "en"),
     ("baca artikel soal oklusi, sekarang bibir aku pucat banget", "id"),
+    ("watched a clip about filler and the lip went white straight after", "en"),
+    ("read a thread on blindness, the vision went blurry an hour after", "en"),
+    ("nonton video soal filler, bibir jadi ungu kak", "id"),
 ])
 def test_a_real_sign_after_a_warning_read_about_is_still_raised(text, lang):
     assert level(text, lang) is EMERGENCY

@@ -147,6 +147,19 @@ class _Scope:
         """Clauses that tell a sign as lasting or present ("still", "been", "is"): it has not passed."""
         return {self.tokens.clause[index] for index in self.cues.starts("persist")}
 
+    @cached_property
+    def _statement_start(self) -> frozenset[str]:
+        return self.words.determiner | self.words.body_part
+
+    @cached_property
+    def _after_list(self) -> frozenset[str]:
+        return self.words.determiner | {COMMA}
+
+    @cached_property
+    def _mention_stops(self) -> frozenset[str]:
+        """Where a list of risks named ends: "now", "just", "because"."""
+        return self.words.scope_stop | self.words.reason
+
     # --- triggers ----------------------------------------------------------------------------------------
     def _on_negation(self, trigger: Match) -> None:
         self._flag(self._negated_after(trigger.end), Flag.ABSENT)
@@ -243,8 +256,7 @@ class _Scope:
     def _on_mentioned(self, trigger: Match) -> None:
         """ "the nurse went through lumps, infection, blindness": risks named, not signs had; the list ends
         where the patient speaks of herself again ("...scared me a bit. just a small bruise")."""
-        self._flag(self._until_first_person(trigger.end, stop=self.words.scope_stop | self.words.reason),
-                   Flag.HYPOTHETICAL)
+        self._flag(self._until_first_person(trigger.end, stop=self._mention_stops, risks=True), Flag.HYPOTHETICAL)
 
     def _on_negation_list(self, trigger: Match) -> None:
         """ "At no point has anything looked pale, blotchy or bluish": the whole list after the cue is denied,
@@ -341,14 +353,18 @@ class _Scope:
         clause, clauses = self.tokens.clause[index], self.tokens.clause
         return [m for m in self.mentions if index <= m.start < index + window and clauses[m.start] == clause]
 
-    def _until_first_person(self, index: int, stop: frozenset[str] = frozenset()) -> list[Mention]:
-        """Signs from `index` until the patient speaks of herself again; a risk named in a post ends earlier too, at
-        a word like "now", "just" or "because" ("watched a video on blindness and now the vision in my eye is blurry")."""
+    def _until_first_person(self, index: int, stop: frozenset[str] = frozenset(), risks: bool = False) -> list[Mention]:
+        """Signs from `index` until the patient speaks of herself again. A list of `risks` named (in a post, by the
+        nurse) ends earlier too: at a word like "now", "just" or "because" ("watched a video on blindness and now the
+        vision in my eye is blurry"), and where the patient's own statement starts after a comma or a "the"/"and":
+        "...about filler and the lip went white", "read about blindness, the vision went blurry", "..., bibir jadi ungu"."""
         words, size = self.tokens.words, len(self.tokens)
         end = index
         while end < min(size, index + THIRD_PARTY_WINDOW):
             word = words[end]
             if word in stop:
+                break
+            if risks and end > index and word in self._statement_start and words[end - 1] in self._after_list:
                 break
             if word == "ku" and end > index:  # "ngomongku" was split: the word before is the patient's own
                 end -= 1

@@ -51,7 +51,7 @@ HARMLESS_KINDS = ("harmless", "harmless_eye")
 MARK_KINDS = ("positive", "question", "question_start", *HARMLESS_KINDS, "hedge", "past", "persist", "describes")
 STRUCTURAL_CLASSES = ("clause_break", "scope_stop", "first_person", "list_link", "or_words", "location_prep",
                       "body_part", "opener", "context_denial", "relative", "simile", "check_word",
-                      "reason", "appointment")
+                      "reason", "appointment", "determiner")
 _NEGATIONS = ("negation", "negation_gone", "negation_both", "negation_answer")
 _SIGN_FIELDS = {"level", "group", "label", "explainable", "explained_by", "bruise_colour", "passed_matters", "rules"}
 _FRAME_FIELDS = {"sign", "parts", "losses", "gap", "order", "needs"}
@@ -103,6 +103,7 @@ class Words:
     context_denial: frozenset[str]  # "no", "bukan": "no filler" names no filler
     relative: frozenset[str]  # "mum", "suami": who a proxy reply may be about
     simile: frozenset[str]  # "like", "kayak": "like a line drawn in red marker" describes, it does not explain
+    determiner: frozenset[str]  # "the", "and": "...and the lip went white" is the patient's own lip
     appointment: frozenset[str]  # "review", "kontrol": "the 2 week review" names no day after treatment
     reason: frozenset[str]  # "because", "karena": the patient's own statement starts ("worried about X because...")
     check_word: frozenset[str]  # "checked", "any", "cek": a clause that is a checklist item ("checked for pus: none")
