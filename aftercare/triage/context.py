@@ -29,7 +29,7 @@ _SENTENCE_ENDS = frozenset({STOP, QUESTION})
 # Of two triggers over the same words, the one that keeps a sign in play wins ("totally normal" after a
 # past sign is a recovery, not a denial).
 # "for a minute" is listed as brief, so it beats the past-tense-only reading of the same words.
-_PRIORITY = {"pseudo": 0, "recovered": 1, "passed_brief": 2, "passed": 3, "negation_gone": 4}
+_PRIORITY = {"pseudo": 0, "recovered": 1, "passed_brief": 2, "passed": 3, "negation_gone": 4, "negation_answer": 5}
 
 
 class Cues:
@@ -61,7 +61,8 @@ def apply_context(tokens: Tokens, lexicon: Lexicon, mentions: list[Mention], cue
         return
     scope = _Scope(tokens, lexicon, mentions, cues)
     if cues.triggers:
-        triggers = _usable_triggers(cues.triggers, mentions)
+        triggers = _usable_triggers([t for t in cues.triggers if t.entry.key != "negation_answer"
+                                     or _answers(t, tokens)], mentions)
         if any(trigger.entry.key == "proxy" for trigger in triggers):
             # "I'm her husband, she can't lift her arm": the relative speaks of the patient.
             triggers = [trigger for trigger in triggers if trigger.entry.key != "third_party"]
@@ -88,6 +89,11 @@ def _without_patient_as_third_party(triggers: list[Match], every: list[Match], t
                 or not patients.isdisjoint(words[trigger.start:trigger.end]))
 
     return [t for t in triggers if t.entry.key != "third_party" or not names_patient(t)]
+
+
+def _answers(trigger: Match, tokens: Tokens) -> bool:
+    """ "pus? none", "fever: nope": the answer opens its own clause, right after a mark."""
+    return trigger.start >= 2 and tokens.words[trigger.start - 1] in PUNCTUATION
 
 
 def _overlaps_any_span(match: Match, others: Iterable[Match]) -> bool:
@@ -141,6 +147,19 @@ class _Scope:
         """Clauses that tell a sign as lasting or present ("still", "been", "is"): it has not passed."""
         return {self.tokens.clause[index] for index in self.cues.starts("persist")}
 
+    @cached_property
+    def _statement_start(self) -> frozenset[str]:
+        return self.words.determiner | self.words.body_part
+
+    @cached_property
+    def _after_list(self) -> frozenset[str]:
+        return self.words.determiner | {COMMA}
+
+    @cached_property
+    def _mention_stops(self) -> frozenset[str]:
+        """Where a list of risks named ends: "now", "just", "because"."""
+        return self.words.scope_stop | self.words.reason
+
     # --- triggers ----------------------------------------------------------------------------------------
     def _on_negation(self, trigger: Match) -> None:
         self._flag(self._negated_after(trigger.end), Flag.ABSENT)
@@ -151,6 +170,21 @@ class _Scope:
     def _on_negation_both(self, trigger: Match) -> None:
         found = self._negated_after(trigger.end) or self._negated_before(self._answer(trigger), POST_NEGATION_WINDOW)
         self._flag(found, Flag.ABSENT)
+
+    def _on_negation_answer(self, trigger: Match) -> None:
+        """ "checked for pus like you said: none", "fever? nope": an answer standing on its own after a colon, comma
+        or question mark denies the signs of the clause just before it, when that clause is a checklist item (a
+        word like "checked" or "any", or the sign right before the mark). Said inside a clause it is left to the
+        negation over the same words ("there is none"): see _answers."""
+        words, start = self.tokens.words, trigger.start
+        if self.tokens.ends_with_question(start):  # "lip is white, nothing?" asks
+            return
+        clause, clauses = self.tokens.clause[start - 2], self.tokens.clause
+        items = [m for m in self.mentions if clauses[m.start] == clause and m.end < start]
+        checklist = any(m.end == start - 1 for m in items) or any(
+            clauses[i] == clause and words[i] in self.words.check_word for i in range(start - 1))
+        if checklist:
+            self._flag(items, Flag.ABSENT)
 
     def _on_negation_post(self, trigger: Match) -> None:
         if not self.tokens.ends_with_question(trigger.start):  # "pale lip, is this normal?" denies nothing
@@ -222,7 +256,7 @@ class _Scope:
     def _on_mentioned(self, trigger: Match) -> None:
         """ "the nurse went through lumps, infection, blindness": risks named, not signs had; the list ends
         where the patient speaks of herself again ("...scared me a bit. just a small bruise")."""
-        self._flag(self._until_first_person(trigger.end), Flag.HYPOTHETICAL)
+        self._flag(self._until_first_person(trigger.end, stop=self._mention_stops, risks=True), Flag.HYPOTHETICAL)
 
     def _on_negation_list(self, trigger: Match) -> None:
         """ "At no point has anything looked pale, blotchy or bluish": the whole list after the cue is denied,
@@ -319,11 +353,19 @@ class _Scope:
         clause, clauses = self.tokens.clause[index], self.tokens.clause
         return [m for m in self.mentions if index <= m.start < index + window and clauses[m.start] == clause]
 
-    def _until_first_person(self, index: int) -> list[Mention]:
+    def _until_first_person(self, index: int, stop: frozenset[str] = frozenset(), risks: bool = False) -> list[Mention]:
+        """Signs from `index` until the patient speaks of herself again. A list of `risks` named (in a post, by the
+        nurse) ends earlier too: at a word like "now", "just" or "because" ("watched a video on blindness and now the
+        vision in my eye is blurry"), and where the patient's own statement starts after a comma or a "the"/"and":
+        "...about filler and the lip went white", "read about blindness, the vision went blurry", "..., bibir jadi ungu"."""
         words, size = self.tokens.words, len(self.tokens)
         end = index
         while end < min(size, index + THIRD_PARTY_WINDOW):
             word = words[end]
+            if word in stop:
+                break
+            if risks and end > index and word in self._statement_start and words[end - 1] in self._after_list:
+                break
             if word == "ku" and end > index:  # "ngomongku" was split: the word before is the patient's own
                 end -= 1
                 break
@@ -370,7 +412,7 @@ class _Scope:
                 continue  # the same explanation found again, or a shorter cue inside it
             last_end = match.end
             kind = match.entry.kind
-            if self._hedged(match) or self._simile(match) \
+            if self._hedged(match) or self._simile(match) or self._denied_cause(match) \
                     or _overlaps_any(match.start, match.end, self._explainable(kind)):
                 continue
             target = self._explained_by(match, kind)
@@ -402,6 +444,11 @@ class _Scope:
                 break
         sentence = self.tokens.sentence[match.start]
         return any(self.tokens.sentence[start] == sentence for start in self.cues.starts("hedge"))
+
+    def _denied_cause(self, match: Match) -> bool:
+        """ "blue in real life too, not just the photo", "bukan karena lampu": the cause is ruled out, not given."""
+        words, denials = self.tokens.words, self.words.context_denial
+        return any(words[i] in denials for i in range(max(0, match.start - 2), match.start))
 
     def _simile(self, match: Match) -> bool:
         """ "kayak digaris pake spidol merah", "like someone drew on it with a pen": a comparison, not a cause."""

@@ -12,9 +12,10 @@ from aftercare.triage.lexicon import Lexicon, load_lexicon
 from aftercare.triage.mentions import NOTHING_WRONG, Mention, select_mentions
 from aftercare.triage.rules import Finding, findings
 from aftercare.triage.setting import NO_ENROLLMENT, Enrollment
-from aftercare.triage.text import COMMA, QUESTION, STOP, Tokens
+from aftercare.triage.text import COMMA, PUNCTUATION, QUESTION, STOP, Tokens
 
 _SENTENCE_ENDS = frozenset({STOP, QUESTION})
+_WHAT_ABOUT = frozenset({"what", "about", "as", "for", "how", "kalo", "kalau", "klo", "gimana"})
 
 
 def triage(text: str, lang: str = "en", *, treatment: str | None = None,
@@ -50,11 +51,15 @@ def triage(text: str, lang: str = "en", *, treatment: str | None = None,
 def _unplaced_description(found, mentions: list[Mention]) -> bool:
     """A comparison or look ("like putty", "kayak lilin", "looks weird") that no sign phrase took up: the
     reply describes something the lexicon could not place, so an automatic "this is normal" would claim
-    a certainty the triage lacks."""
+    a certainty the triage lacks. A comparison that is praise ("looks like a new person") is placed."""
     for cue in found["describes"]:
-        if not any(m.start < cue.end and cue.start < m.end for m in mentions):
+        if not _overlaps(cue, mentions) and not _overlaps(cue, found["positive"]):
             return True
     return False
+
+
+def _overlaps(span, others) -> bool:
+    return any(o.start < span.end and span.start < o.end for o in others)
 
 
 def _severity_then_position(finding: Finding) -> tuple[int, int]:
@@ -66,7 +71,7 @@ def _quiet(text: str, tokens: Tokens, cues: Cues, mentions: list[Mention], lexic
     """No sign stands: a question is routine; thanks, a thumbs-up or only denied signs is ok; anything else
     is routine, so a person reads what the lexicon could not place (a description no sign phrase took up
     too: "lip looks like putty lol thanks" is not ok)."""
-    if _asks(tokens, cues, lexicon):
+    if _asks(tokens, cues, lexicon, found):
         level, reason = TriageLevel.ROUTINE, "question"
     elif found["describes"] and _unplaced_description(found, [m for m in mentions if m.present]):
         level, reason = TriageLevel.ROUTINE, "unplaced"
@@ -81,10 +86,34 @@ def _quiet(text: str, tokens: Tokens, cues: Cues, mentions: list[Mention], lexic
     return TriageResult(level, [], explain_quiet(reason), reason)
 
 
-def _asks(tokens: Tokens, cues: Cues, lexicon: Lexicon) -> bool:
-    if QUESTION in tokens.present or cues.starts("question"):
+def _asks(tokens: Tokens, cues: Cues, lexicon: Lexicon, found) -> bool:
+    """A question mark, a question phrase, or a question word opening a sentence; not a rhetorical "but me?" nor
+    a question word inside thanks ("makasih udah nanya", "semua normal gak ada keluhan")."""
+    if QUESTION in tokens.present and not all(_rhetorical(i, tokens, lexicon)
+                                              for i, word in enumerate(tokens.words) if word == QUESTION):
         return True
-    return any(_opens_sentence(start, tokens, lexicon) for start in cues.starts("question_start"))
+    praise = found["positive"]
+    if any(not _overlaps(cue, praise) for cue in found["question"]):
+        return True
+    if any(tokens.words[start] in lexicon.mark_words["question"] and not _inside(start, praise)
+           for start in cues.starts("question")):
+        return True
+    return any(_opens_sentence(start, tokens, lexicon) and not _inside(start, praise)
+               for start in cues.starts("question_start"))
+
+
+def _inside(index: int, spans) -> bool:
+    return any(span.start <= index < span.end for span in spans)
+
+
+def _rhetorical(mark: int, tokens: Tokens, lexicon: Lexicon) -> bool:
+    """ "a friend reacted, but me? not a thing": a question made only of the patient herself."""
+    words, own = tokens.words, lexicon.words.first_person | lexicon.words.clause_break | lexicon.words.opener
+    start = mark
+    while start > 0 and words[start - 1] not in PUNCTUATION:
+        start -= 1
+    return start < mark and all(word in own or word in _WHAT_ABOUT for word in words[start:mark]) \
+        and any(word in lexicon.words.first_person for word in words[start:mark])
 
 
 def _opens_sentence(index: int, tokens: Tokens, lexicon: Lexicon) -> bool:

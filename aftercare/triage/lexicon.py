@@ -29,6 +29,8 @@ TRIGGER_KINDS = frozenset({
     "negation_gone",  # "no longer", "udah gak": the sign was there and has gone
     "negation_both",  # "ga ada" works before or after the sign: "ga ada nanah", "nanahnya ga ada"
     "negation_post",  # "... is fine", "... free": absent, said after the sign
+    # "checked for pus like you said: none", "demam? ga ada": an answer on its own denies the checklist item before it
+    "negation_answer",
     "gone_if_negated",  # "anymore", "lagi": turns a negated sign into a sign that has gone
     "recovered",  # "went away", "back to normal", "udah normal lagi"
     "passed",  # "for an hour": gone again, when the clause is in the past tense
@@ -48,8 +50,9 @@ TRIGGER_KINDS = frozenset({
 HARMLESS_KINDS = ("harmless", "harmless_eye")
 MARK_KINDS = ("positive", "question", "question_start", *HARMLESS_KINDS, "hedge", "past", "persist", "describes")
 STRUCTURAL_CLASSES = ("clause_break", "scope_stop", "first_person", "list_link", "or_words", "location_prep",
-                      "body_part", "opener", "context_denial", "relative", "simile")
-_NEGATIONS = ("negation", "negation_gone", "negation_both")
+                      "body_part", "opener", "context_denial", "relative", "simile", "check_word",
+                      "reason", "appointment", "determiner")
+_NEGATIONS = ("negation", "negation_gone", "negation_both", "negation_answer")
 _SIGN_FIELDS = {"level", "group", "label", "explainable", "explained_by", "bruise_colour", "passed_matters", "rules"}
 _FRAME_FIELDS = {"sign", "parts", "losses", "gap", "order", "needs"}
 _RULE_FIELDS = {"level", "context", "without", "day_at_most", "day_at_least"}
@@ -100,6 +103,10 @@ class Words:
     context_denial: frozenset[str]  # "no", "bukan": "no filler" names no filler
     relative: frozenset[str]  # "mum", "suami": who a proxy reply may be about
     simile: frozenset[str]  # "like", "kayak": "like a line drawn in red marker" describes, it does not explain
+    determiner: frozenset[str]  # "the", "and": "...and the lip went white" is the patient's own lip
+    appointment: frozenset[str]  # "review", "kontrol": "the 2 week review" names no day after treatment
+    reason: frozenset[str]  # "because", "karena": the patient's own statement starts ("worried about X because...")
+    check_word: frozenset[str]  # "checked", "any", "cek": a clause that is a checklist item ("checked for pus: none")
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ def setting(tokens: Tokens, found: Found, lexicon: Lexicon, enrollment: Enrollme
                             if word in words and not _denied(tokens, index, lexicon))
     if enrollment.treatment and contexts.isdisjoint(lexicon.treatment_contexts):
         contexts.update(lexicon.treatments.get(enrollment.treatment, ()))
-    day = estimate_day(found["timeframe"], tokens, lexicon.numbers)
+    day = estimate_day(found["timeframe"], tokens, lexicon.numbers, lexicon.words.appointment)
     if day is None and enrollment.days_since is not None and enrollment.days_since >= 0:
         day = int(enrollment.days_since)
     return contexts, day

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from aftercare.triage.matcher import Match
 from aftercare.triage.text import Tokens
 
 
-def estimate_day(timeframes: Iterable[Match], tokens: Tokens, numbers: Mapping[str, int]) -> int | None:
+def estimate_day(timeframes: Iterable[Match], tokens: Tokens, numbers: Mapping[str, int],
+                 appointments: Collection[str] = ()) -> int | None:
     """The latest day the reply names; vague words ("today", "yesterday") count only when nothing is explicit.
 
-    "worse on day 4 than day 1" is day 4; "swollen this morning" is day 0; no time words at all is None.
+    "worse on day 4 than day 1" is day 4; "swollen this morning" is day 0; no time words at all is None. A time
+    told of an appointment ("wait for the 2 week review") is not a day the reply speaks of.
     """
     explicit: list[int] = []
     vague: list[int] = []
+    words = tokens.words
     for match in timeframes:
+        if match.end < len(words) and words[match.end] in appointments:
+            continue
         entry = match.entry
         if entry.key == "scale":
             number = _first_number(tokens.words[match.start:match.end], numbers)

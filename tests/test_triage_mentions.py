@@ -1,0 +1,150 @@
+"""False alarms and misses by kind, each with new wording (not from any dev or held-out file), in English and
+Indonesian: scores that are not pain, warnings read about or feared, checklist answers, praise similes, and the
+real signs told next to them, which must still be raised."""
+
+from __future__ import annotations
+
+import pytest
+
+from aftercare.triage import TriageLevel, triage
+
+EMERGENCY, URGENT, ROUTINE, OK = (TriageLevel.EMERGENCY, TriageLevel.URGENT, TriageLevel.ROUTINE, TriageLevel.OK)
+
+
+def level(text: str, lang: str = "en", **context) -> TriageLevel:
+    return triage(text, lang, **context).level
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("honestly a 9/10 experience from start to finish", "en"),
+    ("rating the clinic 10/10, nothing to report", "en"),
+    ("hasilnya 10/10 kak, puas banget", "id"),
+])
+def test_a_score_out_of_ten_with_no_pain_word_is_not_pain(text, lang):
+    assert level(text, lang) is OK
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("the throbbing is a 9/10 tonight", "en"),
+    ("my lip hurts, 10/10 easily", "en"),
+    ("nyerinya 9/10 kak abis filler", "id"),
+    ("rate my pain 9/10", "en"),
+])
+def test_a_score_out_of_ten_next_to_a_pain_word_is_severe_pain(text, lang):
+    assert level(text, lang) is EMERGENCY
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("a friend forwarded me a reel about necrosis from lip filler, gave me a fright, but mine looks great", "en"),
+    ("was scrolling and found an article on vision loss after nose filler, all fine over here though", "en"),
+    ("I was scared of a stroke before the appointment but honestly everything is perfect", "en"),
+    ("nonton di youtube soal bibir yg jadi pucat abis filler, ngeri, tapi punyaku baik2 aja", "id"),
+    ("sempet khawatir kebutaan kak tapi sejauh ini aman semua", "id"),
+])
+def test_a_warning_read_about_or_feared_is_a_mention_not_a_sign(text, lang):
+    assert level(text, lang) is not EMERGENCY
+    assert level(text, lang) in (OK, ROUTINE)
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("watched a video on blindness and now the vision in my right eye is blurry", "en"),
+    ("saw a post about occlusion, today the side of my lip is grey", "en"),
+    ("I'm worried about stroke because my smile is lopsided and my arm feels heavy", "en"),
+    ("baca artikel soal oklusi, sekarang bibir aku pucat banget", "id"),
+    ("watched a clip about filler and the lip went white straight after", "en"),
+    ("read a thread on blindness, the vision went blurry an hour after", "en"),
+    ("nonton video soal filler, bibir jadi ungu kak", "id"),
+])
+def test_a_real_sign_after_a_warning_read_about_is_still_raised(text, lang):
+    assert level(text, lang) is EMERGENCY
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("looked for a fever like the leaflet said: nothing. just a bit puffy", "en"),
+    ("any yellow pus? nah. the injection points are a little pink", "en"),
+    ("cek nanah kak: ga ada. cuma merah dikit", "id"),
+])
+def test_a_checklist_answer_after_the_sign_denies_it(text, lang):
+    assert level(text, lang) is ROUTINE
+
+
+def test_an_answer_that_is_itself_a_question_denies_nothing():
+    assert level("my lip looks white, nothing?") is EMERGENCY
+
+
+def test_an_answer_inside_a_clause_is_an_ordinary_negation():
+    assert level("my temperature is 38.9 and nothing brings it down") is URGENT
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("feel like a million dollars, thanks so much", "en"),
+    ("glass skin achieved, zero issues", "en"),
+    ("slept like a log, face is perfect", "en"),
+    ("my husband says I look like a new woman, no problems at all", "en"),
+    ("Will recommend you to everyone. Healing nicely", "en"),
+    ("my colleague got puffy eyes from hers, and me? nothing at all, all good", "en"),
+    ("makasih udah ngecek kak, semua aman", "id"),
+    ("kulit kayak kaca kak, makasih", "id"),
+    ("udah ga napa2 kak, memarnya udah pudar semua", "id"),
+])
+def test_praise_idioms_and_thanks_for_asking_are_ok(text, lang):
+    assert level(text, lang) is OK
+
+
+@pytest.mark.parametrize("text", [
+    "all good. can I use my retinol tonight",
+    "is my lip supposed to be this swollen",
+    "lips are fine, should I keep icing",
+])
+def test_a_question_without_a_question_mark_still_asks(text):
+    assert level(text) is ROUTINE
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("my cheek looks grey in the selfie but thats the ring light, irl just a little puffy", "en"),
+    ("in the picture my lip looks blue but it was the lighting in the bathroom, just swollen", "en"),
+    ("di foto bibirku keliatan biru tapi ternyata filter hp, aslinya cuma bengkak dikit", "id"),
+])
+def test_a_harmless_cause_told_after_but_explains_the_colour(text, lang):
+    assert level(text, lang) is ROUTINE
+
+
+def test_a_cause_ruled_out_explains_nothing():
+    assert level("my lip is blue in real life too, not just the photo") is EMERGENCY
+
+
+@pytest.mark.parametrize("text, want", [
+    ("dropped my phone in the bath lol, lips are fine just swollen", ROUTINE),
+    ("the only fuzzy thing is my memory of last night haha, face is great", OK),
+    ("there's a lump the size of a grape in my cheek, day 3", ROUTINE),
+    ("keep dropping my cup, my hand feels weak since the filler", EMERGENCY),
+    ("my words are coming out wrong now", EMERGENCY),
+    ("my lip looks like a grape, dark purple and cold", EMERGENCY),
+])
+def test_everyday_words_near_a_sign_are_told_apart_from_the_sign(text, want):
+    assert level(text) is want
+
+
+@pytest.mark.parametrize("text, lang, want", [
+    ("5 weeks after under-eye filler there's a bluish grey shadow, painless and not changing", "en", ROUTINE),
+    ("lengan sama punggung bentol2 gatal semuanya kak abis meso, napas normal", "id", URGENT),
+    ("benjolan bekas suntik meso ujungnya putih, hari ke-5, makin nyeri", "id", URGENT),
+    ("the laser spots flaked off this morning, skin is clear, nothing else", "en", OK),
+    ("flek yg gelap udah rontok kak, hasilnya bagus", "id", OK),
+])
+def test_late_tints_widespread_hives_pustules_and_shed_pigment(text, lang, want):
+    assert level(text, lang) is want
+
+
+@pytest.mark.parametrize("text, lang, want", [
+    ("pusing banget mikirin tagihan kak, bibir cuma memar dikit", "id", ROUTINE),
+    ("day 4 now, one small bump near the lip, should I wait for the 2 week check?", "en", ROUTINE),
+    ("smile is a little uneven but it's just the lip more puffy at the right", "en", ROUTINE),
+    ("yg dokter jelasin soal bibir jadi ungu atau pucat itu ga ada kak, aman semua", "id", OK),
+])
+def test_words_of_another_language_an_appointment_or_the_clinic_warning_are_not_signs(text, lang, want):
+    assert level(text, lang) is want
+
+
+def test_a_bump_weeks_after_treatment_is_still_late_when_an_appointment_is_named_too():
+    assert level("3 weeks after filler there's a bump near my lip, see you at the review") is URGENT
