@@ -27,6 +27,8 @@ def run(*, quick: bool) -> Result:
                       at_least=TARGET))
     # Per CPU second of the process: what the same core would do without a neighbour.
     result.add(metric("triage replies per CPU second", report.get("cpu_replies_per_second"), "replies/s"))
+    result.add(metric("triage replies per second before issue 7", report.get("before_replies_per_second"),
+                      "replies/s"))
     return result
 
 
