@@ -3,9 +3,9 @@
     .venv/bin/python bench/bench_triage.py            # 20 s
     .venv/bin/python bench/bench_triage.py --quick    # 2 s
 
-Prints replies per second beside the figure before issue 7 and writes bench/results/triage.json. The replies are
-../shared/triage/dev.jsonl and dev2.jsonl (their copies in tests/data when ../shared is absent; or the one file
-$AFTERCARE_TRIAGE_DEVSET names). The JSON also records a calibration figure (a fixed
+Prints replies per second over dev.jsonl (the set the figure before issue 7 was measured on, printed beside it),
+then over dev2.jsonl (longer replies), and writes bench/results/triage.json. The sets are ../shared/triage/ or,
+without ../shared, their copies in tests/data; $AFTERCARE_TRIAGE_DEVSET names one file instead. The JSON also records a calibration figure (a fixed
 pure-Python loop) so numbers taken on a busy or slow machine can be compared with a quiet one.
 """
 
@@ -43,8 +43,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="run for this many seconds")
     args = parser.parse_args()
     seconds = args.seconds or (2.0 if args.quick else 20.0)
-    rows = [json.loads(line) for path in DEVSETS for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    rows, *others = [[json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+                     for path in DEVSETS]
     load_seconds = _time(lambda: triage("warm up"))
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -59,6 +59,8 @@ def main() -> None:
         "devset_figures": _figures(rows),
         "target_replies_per_second": TARGET_PER_SECOND,
         "before_replies_per_second": BEFORE_PER_SECOND,
+        "other_sets": [{"devset": str(path), **_throughput(other, seconds)} for path, other in zip(DEVSETS[1:], others,
+                                                                                                  strict=True)],
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -66,6 +68,8 @@ def main() -> None:
           f"({report['cpu_replies_per_second']:,.0f} per CPU second; target {TARGET_PER_SECOND:,}; "
           f"before issue 7: {BEFORE_PER_SECOND:,}), "
           f"p50 {report['latency_us_p50']} us, p99 {report['latency_us_p99']} us, over {report['replies']:,} replies")
+    for other in report["other_sets"]:
+        print(f"{other['replies_per_second']:,.0f} replies/s on one core over {Path(other['devset']).name}")
     print(f"written to {RESULTS.relative_to(ROOT)}")
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from bench.common import RESULTS_DIR, ROOT, Result, metric, python_env
 
@@ -29,6 +30,9 @@ def run(*, quick: bool) -> Result:
     result.add(metric("triage replies per CPU second", report.get("cpu_replies_per_second"), "replies/s"))
     result.add(metric("triage replies per second before issue 7", report.get("before_replies_per_second"),
                       "replies/s"))
+    for other in report.get("other_sets", []):
+        result.add(metric(f"triage replies per second over {Path(other['devset']).name}",
+                          other["replies_per_second"], "replies/s"))
     return result
 
 
