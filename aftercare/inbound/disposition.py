@@ -71,8 +71,8 @@ def _yes_to_red_flag(result: TriageResult, rest: TriageResult | None, screened: 
         return Disposition(Action.ESCALATE, result.level, signs + [RED_FLAG_SIGN])
     if rest is not None and rest.level is TriageLevel.OK and rest.basis in _ALL_WELL:
         # "yes all good thanks": a yes to which question? Not an emergency on its face, but a person reads it.
-        # "yes, a little", "yes unfortunately": a YES, whatever else the words are.
         return Disposition(Action.REVIEW, TriageLevel.ROUTINE, signs, reason="unclear_answer")
+    # "yes", "yes, a little", "yes unfortunately": a YES, whatever else the words are.
     return Disposition(Action.ESCALATE, screened, [RED_FLAG_SIGN, *signs])
 
 
