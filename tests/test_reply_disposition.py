@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aftercare.escalation import RED_FLAG_SIGN
-from aftercare.inbound.answers import Answer, read_answer
+from aftercare.inbound.answers import Answer, asks_beyond_normal, read_answer
 from aftercare.inbound.checkin import RedFlagQuestion
 from aftercare.inbound.disposition import Action, dispose
 from aftercare.inbound.handling import answerable_signs
@@ -96,3 +96,16 @@ def test_a_bare_yes_or_no_with_no_open_red_flag_question_goes_to_a_person(text):
 
 def test_a_sentence_opening_with_no_is_read_as_the_sentence():
     assert _dispose("no problems at all, thanks!").action is Action.ANSWER
+
+
+@pytest.mark.parametrize("text", ["some redness where the needles went, is that a fever sign? I feel hot",
+                                  "bengkak dikit kak, boleh renang besok?", "bruised a bit. can I take ibuprofen?"])
+def test_a_question_the_written_answer_cannot_answer_goes_to_a_person(text):
+    decided = dispose(triage(text, "en"), answerable=answerable_signs(), asks=asks_beyond_normal(text))
+    assert decided.action in (Action.REVIEW, Action.ESCALATE)
+
+
+@pytest.mark.parametrize("text", ["a bit of swelling on my lip, is that normal?", "memar dikit kak, wajar gak?"])
+def test_is_this_normal_about_a_routine_sign_gets_its_written_answer(text):
+    decided = dispose(triage(text, "en"), answerable=answerable_signs(), asks=asks_beyond_normal(text))
+    assert decided.action is Action.ANSWER

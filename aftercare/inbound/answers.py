@@ -75,3 +75,15 @@ def _lookup(phrase: str) -> Answer | None:
     if phrase in _NO_WORDS:
         return Answer.NO
     return None
+
+
+# "Is that normal?", "wajar gak kak?": the one question a routine sign's written answer does answer.
+_NORMALCY = re.compile(r"\b(normal\w*|usual|expected|ok|okay|oke|fine|biasa|wajar|gpp|gapapa|ga papa|aman)\b",
+                       re.IGNORECASE)
+_QUESTION = re.compile(r"[^.!?\n]*\?")
+
+
+def asks_beyond_normal(text: str) -> bool:
+    """Whether the reply asks something besides "is this normal?" ("can I swim?", "itu demam gak?"): only a
+    person can answer that, so no automatic answer may stand in for one."""
+    return any(not _NORMALCY.search(question) for question in _QUESTION.findall(text or ""))

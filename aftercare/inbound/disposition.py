@@ -42,10 +42,10 @@ class Disposition:
 
 def dispose(result: TriageResult, *, answerable: frozenset[str], answer: ReadAnswer | None = None,
             rest: TriageResult | None = None, red_flag: RedFlagQuestion | None = None, num_media: int = 0,
-            open_escalation: bool = False) -> Disposition:
+            open_escalation: bool = False, asks: bool = False) -> Disposition:
     """Decide from a triage, the signs the clinic has a written answer for, the yes/no answer the reply gives (if
-    any) with the triage of what follows it (`rest`), and the red-flag question of the last check-in (None when
-    it asked none)."""
+    any) with the triage of what follows it (`rest`), the red-flag question of the last check-in (None when it
+    asked none), and whether the reply asks something besides "is this normal?" (`asks`)."""
     signs = list(result.signs)
     asked = red_flag is not None and red_flag.open
     if asked and answer is not None and answer.answer is Answer.YES:
@@ -55,13 +55,14 @@ def dispose(result: TriageResult, *, answerable: frozenset[str], answer: ReadAns
     if open_escalation:
         return Disposition(Action.SILENT, result.level, signs, reason="escalation_open")
     if num_media:
-        level = max(result.level, TriageLevel.ROUTINE, key=lambda lv: lv.rank)  # a photo is never "ok" unread
-        return Disposition(Action.REVIEW, level, signs, reason="photo")
+        return Disposition(Action.REVIEW, _at_least_routine(result.level), signs, reason="photo")
     if answer is not None and answer.whole:
         if asked and answer.answer is Answer.NO:
             return Disposition(Action.ANSWER, TriageLevel.OK, signs)
         # A bare yes or no with no open red-flag question: late, or to "pus or fever?" or "happy with it?".
         return Disposition(Action.REVIEW, TriageLevel.ROUTINE, signs, reason="unclear_answer")
+    if asks:
+        return Disposition(Action.REVIEW, _at_least_routine(result.level), signs, reason="question")
     return _quiet(result, signs, answerable)
 
 
@@ -87,3 +88,8 @@ def _quiet(result: TriageResult, signs: list[str], answerable: frozenset[str]) -
         return Disposition(Action.SILENT, result.level, signs, reason="empty")
     reason = "question" if result.basis == "question" else "unplaced"
     return Disposition(Action.REVIEW, TriageLevel.ROUTINE, signs, reason=reason)
+
+
+def _at_least_routine(level: TriageLevel) -> TriageLevel:
+    """A reply waiting for a person is never filed as "ok": it sorts with the routine ones in the inbox."""
+    return max(level, TriageLevel.ROUTINE, key=lambda lv: lv.rank)

@@ -23,7 +23,7 @@ from aftercare.contact import normalize_phone
 from aftercare.errors import AftercareError, InputError
 from aftercare.escalation import RED_FLAG_SIGN
 from aftercare.escalation.service import acknowledge, find_by_code, open_escalation
-from aftercare.inbound.answers import read_answer
+from aftercare.inbound.answers import asks_beyond_normal, read_answer
 from aftercare.inbound.checkin import RedFlagQuestion, last_red_flag_question, triage_context
 from aftercare.inbound.disposition import Action, Disposition, dispose
 from aftercare.inbound.keywords import Keyword, classify, is_conditional_opt_in
@@ -263,7 +263,8 @@ def _triage_and_answer(session: Session, inbound: InboundMessage, patient: Patie
     answer = read_answer(inbound.body)
     rest = triage(answer.rest, patient.language, **context) if answer and not answer.whole else None
     disposition = dispose(result, answerable=answerable_signs(), answer=answer, rest=rest, red_flag=red_flag,
-                          num_media=inbound.num_media, open_escalation=current is not None)
+                          num_media=inbound.num_media, open_escalation=current is not None,
+                          asks=asks_beyond_normal(inbound.body))
     if disposition.action is Action.ANSWER and not (outcome.handling == "reply" and _may_auto_answer(
             session, patient, enrollment)):
         # Answered once already for this check-in: a question still needs a person; anything else is recorded.
