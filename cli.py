@@ -459,8 +459,8 @@ def inbox(ctx: click.Context, clinic_slug: str | None, include_done: bool, as_js
     with session_scope() as session:
         clinic_id = get_clinic(session, clinic_slug).id if clinic_slug else None
         rows = [review_view(item) for item in list_inbox(session, clinic_id=clinic_id, include_done=include_done)]
-    emit(rows, as_json=as_json, columns=["id", "clinic", "reason", "level", "first_name", "received_at", "due_at",
-                                         "status", "body"], title="inbox")
+    emit(rows, as_json=as_json, columns=["id", "clinic", "reason", "level", "first_name", "received_at", "body"],
+         title="inbox")
 
 
 @inbox.command("done")

@@ -33,6 +33,9 @@ def add_clinic(session: Session, *, name: str, slug: str, timezone: str, phone: 
     review_minutes = _review_minutes(review_within)
     if session.scalar(select(Clinic.id).where(Clinic.slug == slug)) is not None:
         raise InputError(f"a clinic with slug {slug!r} already exists")
+    if sms_from and session.scalar(select(Clinic.slug).where(Clinic.sms_from == sms_from)) is not None:
+        # Replies to a number belong to one clinic: a shared sender would leave unknown senders without one.
+        raise InputError("that --sms-from number is already another clinic's sender; each clinic needs its own")
     start, end = quiet_hours.split("-")
     clinic = Clinic(name=name, slug=slug, timezone=timezone, phone=phone, sms_from=sms_from,
                     email_from=normalize_email(email_from), quiet_start=start, quiet_end=end,

@@ -58,7 +58,8 @@ def serve_web(settings: Settings) -> None:
 
 
 def seed_demo() -> None:
-    """A demo clinic, an on-call clinician and a patient treated two hours ago, so messages are due now.
+    """A demo clinic, an on-call clinician and a patient treated four hours ago, so the warning signs and the first
+    red-flag check-in ("... Reply YES or NO") are due now.
     Seeded once: a restart keeps the demo as it was rather than treating Ayu again."""
     from aftercare.clinics import add_clinic, add_oncall, get_clinic
     from aftercare.errors import NotFound
@@ -76,7 +77,7 @@ def seed_demo() -> None:
                    email="oncall@demo.example", actor="demo")
         enroll(session, clinic_slug=DEMO_CLINIC, first_name="Ayu", phone="+6281100000003",
                email="ayu@demo.example", treatment="dermal-filler",
-               treated_at=(utcnow() - timedelta(hours=2)).replace(second=0, microsecond=0), actor="demo")
+               treated_at=(utcnow() - timedelta(hours=4, minutes=1)).replace(second=0, microsecond=0), actor="demo")
 
 
 def _banner(console: Console, settings: Settings, demo: bool) -> None:

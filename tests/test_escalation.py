@@ -175,3 +175,21 @@ def test_acknowledging_twice_says_who_took_it(clinic):
     cli_json("escalations", "ack", str(escalation_id), "--by", "Dr A")
     again = run_cli("escalations", "ack", str(escalation_id), "--by", "Dr B")
     assert again.exit_code == 1 and "by Dr A" in again.stderr
+
+
+@pytest.mark.parametrize("form", ["Ack: {code}", "ack #{code} thanks, on it", "ACK {code}"])
+def test_ack_is_read_in_the_forms_clinicians_type(clinic, form):
+    escalation_id = _reply("my lip has gone white and it really hurts")["escalation_id"]
+    code = cli_json("escalations", "show", str(escalation_id))["code"]
+    result = cli_json("reply", "--from", DOCTOR_A, form.format(code=code.lower()))
+    assert result["handling"] == "ack"
+    assert cli_json("escalations", "show", str(escalation_id))["status"] == "acknowledged"
+
+
+def test_a_new_emergency_sign_on_an_open_escalation_pages_again_at_once(clinic):
+    _reply("my lip has gone white and it really hurts")
+    cli_json("dispatch", "--once")
+    assert len(_outbox_to(DOCTOR_A)) == 1
+    _reply("and now my left eye is blurry")
+    cli_json("dispatch", "--once")
+    assert len(_outbox_to(DOCTOR_A)) + len(_outbox_to(DOCTOR_B)) == 2

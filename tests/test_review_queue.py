@@ -213,3 +213,30 @@ def test_staff_can_escalate_a_review_item_and_on_call_is_paged(clinic):
     assert cli_json("inbox") == [] and cli_json("inbox", "--all")[0]["status"] == "escalated"
     again = run_cli("inbox", "escalate", str(item_id), "--by", "Rina", "--level", "urgent")
     assert again.exit_code == 1 and "already escalated" in again.stderr
+
+
+def test_a_second_clinic_cannot_take_a_sender_number_already_in_use(clinic):
+    taken = run_cli("clinic", "add", "--name", "Other", "--slug", "other", "--timezone", "Asia/Jakarta",
+                    "--phone", "+622150009999", "--sms-from", SENDER)
+    assert taken.exit_code == 1 and "already another clinic's sender" in taken.stderr
+
+
+def test_an_unclear_reply_to_an_open_emergency_question_is_due_in_minutes_not_clinic_hours(env):
+    add_clinic(quiet_hours="00:00-23:59", sms_from=SENDER)  # quiet almost all day: the clock would wait
+    cli_json("oncall", "add", "--clinic", "glow", "--name", "Dr A", "--phone", DOCTOR)
+    treated = (datetime.now(UTC) - timedelta(hours=4, minutes=30)).replace(microsecond=0).isoformat()
+    enroll(phone=PATIENT, treated_at=treated)
+    cli_json("dispatch", "--once")  # the first-night check-in is safety-critical: it goes in quiet hours
+    result = _reply("hmm not sure, hard to say")
+    [item] = cli_json("inbox")
+    assert item["id"] == result["review_id"]
+    due = datetime.fromisoformat(item["due_at"])
+    assert due - datetime.now(UTC) < timedelta(minutes=16)
+    _assert_holding(result["answer"])
+
+
+def test_the_holding_answer_comes_again_after_half_an_hour(clinic):
+    assert _reply("hmm about the thing from before")["answer"]
+    with session_scope() as session:
+        session.execute(update(ReviewItem).values(created_at=datetime.now(UTC) - timedelta(minutes=31)))
+    assert _reply("and the other thing too")["answer"]

@@ -46,9 +46,10 @@ def queue_pages(session: Session, escalation: Escalation, *, reply_text: str | N
 
     clinic = session.get(Clinic, escalation.clinic_id)
     values = _page_values(session, escalation, clinic, reply_text)
+    # The time in the step keeps a second page in the same round (a new emergency sign) apart from the first.
     person, channels = write_page(
         session, clinic, turn=escalation.page_round, template="page", values=values, now=now,
-        step=f"page-{escalation.id}-{escalation.page_round}-{escalation.level}",
+        step=f"page-{escalation.id}-{escalation.page_round}-{escalation.level}-{now:%Y%m%dT%H%M%S%f}",
         enrollment_id=escalation.enrollment_id, escalation_id=escalation.id)
     escalation.next_page_at = now + repage_interval(escalation.level, get_settings())
     audit.record(session, actor="dispatcher", action="escalation.paged", subject_type="escalation",

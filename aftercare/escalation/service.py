@@ -72,12 +72,16 @@ def _open_for(session: Session, clinic_id: int, patient: Patient | None, sender:
 
 def _follow_up(session: Session, escalation: Escalation, *, inbound: InboundMessage, level: str, signs: list[str],
                now: datetime) -> Escalation:
-    """A new dangerous reply on an open escalation: a more serious level pages again at once."""
+    """A new dangerous reply on an open escalation: a more serious level, or an emergency sign not reported
+    before ("now my vision is blurry too"), pages again at once."""
+    new_signs = set(signs) - set(escalation.signs)
     escalation.signs = sorted(set(escalation.signs) | set(signs))
     raised = level == EscalationLevel.EMERGENCY and escalation.level != EscalationLevel.EMERGENCY
+    worse = level == EscalationLevel.EMERGENCY and bool(new_signs)
     audit.record(session, actor="triage", action="escalation.followup", subject_type="escalation",
-                 subject_id=escalation.id, level=level, raised=raised, inbound_id=inbound.id)
-    if raised:
+                 subject_id=escalation.id, level=level, raised=raised, new_signs=sorted(new_signs),
+                 inbound_id=inbound.id)
+    if raised or worse:
         escalation.level = level
         queue_pages(session, escalation, reply_text=inbound.body, now=now)
     return escalation

@@ -38,16 +38,18 @@ from aftercare.models import (
     MessageStatus,
     OnCallStaff,
     Patient,
+    ReviewItem,
     ScheduledMessage,
     utcnow,
 )
 from aftercare.protocols import render
 from aftercare.protocols.templates import default_catalog
-from aftercare.review.service import has_open_item, open_review_item
+from aftercare.review.service import open_review_item, recently_held
 from aftercare.triage import TriageLevel, TriageResult, triage
 
 log = logging.getLogger(__name__)
-_ACK = re.compile(r"^\s*ack\s+#?([A-Za-z0-9]{4,12})\s*$", re.IGNORECASE)
+# "ACK K7Q2PM", "Ack: k7q2pm", "ack #K7Q2PM thanks, on it": the code is the word right after ACK.
+_ACK = re.compile(r"^\s*ack\b[\s:#.,-]*([A-Za-z0-9]{4,12})\b", re.IGNORECASE)
 MAX_BODY = 1600  # Twilio's own limit for an SMS body
 _ROUTINE_ANSWER = "reply.routine."
 _STAFF_HELP = "Aftercare: to take a page, reply ACK and the code in it, e.g. ACK K7Q2PM."
@@ -230,7 +232,7 @@ def _unknown_sender(session: Session, inbound: InboundMessage, outcome: Outcome,
         key = f"safety.{disposition.level.value}" if len(clinics) == 1 else "unknown.safety"
         outcome.answers.insert(0, render(key, language, **_clinic_values(clinics[0] if clinics else None)))
         return outcome
-    waiting = any(has_open_item(session, clinic_id=c.id, patient_id=None, sender=inbound.from_phone) for c in clinics)
+    waiting = recently_held(session, sender=inbound.from_phone, now=now)
     for clinic in clinics:
         item = open_review_item(session, clinic=clinic, inbound=inbound, reason="unknown_sender",
                                 level=disposition.level.value, now=now)
@@ -282,8 +284,9 @@ def _triage_and_answer(session: Session, inbound: InboundMessage, patient: Patie
         outcome.escalation_id = escalation.id
         outcome.answers.insert(0, render(f"safety.{disposition.level.value}", language, **values))
     elif disposition.action is Action.REVIEW:
-        _to_review(session, inbound, patient, enrollment, disposition, outcome, render("reply.holding", language,
-                                                                                       **values), now)
+        holding = render("reply.holding", language, **values)
+        _to_review(session, inbound, patient, enrollment, disposition, outcome, holding,
+                   in_risk_window=bool(red_flag and red_flag.open and red_flag.level == "emergency"), now=now)
     elif disposition.action is Action.SILENT and current is not None:
         outcome.escalation_id = current.id  # the clinician sees it on the escalation's timeline
     elif disposition.action is Action.ANSWER:
@@ -293,12 +296,13 @@ def _triage_and_answer(session: Session, inbound: InboundMessage, patient: Patie
 
 
 def _to_review(session: Session, inbound: InboundMessage, patient: Patient, enrollment: Enrollment | None,
-               disposition: Disposition, outcome: Outcome, holding: str, now: datetime) -> None:
-    """A person must read it; the patient gets the holding answer unless an earlier item already waits."""
-    waiting = has_open_item(session, clinic_id=patient.clinic_id, patient_id=patient.id, sender=inbound.from_phone)
+               disposition: Disposition, outcome: Outcome, holding: str, *, in_risk_window: bool,
+               now: datetime) -> None:
+    """A person must read it; the patient gets the holding answer unless they got one half an hour ago."""
+    waiting = recently_held(session, sender=inbound.from_phone, now=now)
     item = open_review_item(session, clinic=patient.clinic, inbound=inbound, reason=disposition.reason,
                             level=disposition.level.value, enrollment_id=enrollment.id if enrollment else None,
-                            now=now)
+                            in_risk_window=in_risk_window, now=now)
     outcome.review_id = item.id
     if not waiting:
         outcome.answers.append(holding)
@@ -331,18 +335,20 @@ def answerable_signs() -> frozenset[str]:
 
 
 def _may_auto_answer(session: Session, patient: Patient, enrollment: Enrollment | None) -> bool:
-    """At most one automatic routine/ok answer per check-in, so a chatty patient is not answered by a robot."""
+    """At most one automatic routine/ok answer per check-in (the last sent to the patient, whichever treatment),
+    so a chatty patient is not answered by a robot. Holding answers to review items do not count."""
     if enrollment is None:
         return False
     last_checkin = session.scalar(
-        select(ScheduledMessage.sent_at).where(
-            ScheduledMessage.enrollment_id == enrollment.id, ScheduledMessage.is_checkin.is_(True),
+        select(ScheduledMessage.sent_at).join(Enrollment, ScheduledMessage.enrollment_id == Enrollment.id).where(
+            Enrollment.patient_id == patient.id, ScheduledMessage.is_checkin.is_(True),
             ScheduledMessage.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]))
         .order_by(ScheduledMessage.sent_at.desc()).limit(1))
+    reviewed = select(ReviewItem.id).where(ReviewItem.inbound_id == InboundMessage.id).exists()
     query = select(InboundMessage.id).where(InboundMessage.patient_id == patient.id,
                                             InboundMessage.handling == "reply",
                                             InboundMessage.level.in_(["routine", "ok"]),
-                                            InboundMessage.answer.is_not(None))
+                                            InboundMessage.answer.is_not(None), ~reviewed)
     if last_checkin is not None:
         query = query.where(InboundMessage.received_at >= last_checkin)
     return session.scalar(query.limit(1)) is None

@@ -31,12 +31,19 @@ def review_due_at(clinic: Clinic, received_at: datetime) -> datetime:
     return start + timedelta(minutes=clinic.review_minutes)
 
 
+# A reply that leaves a red-flag question open (a patient in the first hours after filler answering "not sure")
+# cannot wait for clinic hours: on-call is paged if nobody has read it by then.
+RISK_WINDOW_REVIEW = timedelta(minutes=15)
+
+
 def open_review_item(session: Session, *, clinic: Clinic, inbound: InboundMessage, reason: str,
-                     level: str | None, enrollment_id: int | None = None, now: datetime | None = None) -> ReviewItem:
+                     level: str | None, enrollment_id: int | None = None, in_risk_window: bool = False,
+                     now: datetime | None = None) -> ReviewItem:
     now = now or utcnow()
+    due = now + RISK_WINDOW_REVIEW if in_risk_window else review_due_at(clinic, now)
     item = ReviewItem(clinic_id=clinic.id, patient_id=inbound.patient_id, enrollment_id=enrollment_id,
                       inbound_id=inbound.id, reason=reason, level=level, status=ReviewStatus.OPEN, created_at=now,
-                      due_at=review_due_at(clinic, now))
+                      due_at=due)
     session.add(item)
     session.flush()
     audit.record(session, actor="triage", action="review.opened", subject_type="review", subject_id=item.id,
@@ -44,13 +51,15 @@ def open_review_item(session: Session, *, clinic: Clinic, inbound: InboundMessag
     return item
 
 
-def has_open_item(session: Session, *, clinic_id: int, patient_id: int | None, sender: str) -> bool:
-    """Whether this sender already waits for a person: then the holding answer is not sent again."""
-    query = select(ReviewItem.id).where(ReviewItem.clinic_id == clinic_id, ReviewItem.status == ReviewStatus.OPEN)
-    if patient_id is not None:
-        query = query.where(ReviewItem.patient_id == patient_id)
-    else:
-        query = query.join(InboundMessage).where(InboundMessage.from_phone == sender)
+# A sender told "a nurse will read your message" this recently is not told again.
+HOLDING_REPEAT = timedelta(minutes=30)
+
+
+def recently_held(session: Session, *, sender: str, now: datetime) -> bool:
+    """Whether this sender got a holding answer (a reply put before a person) in the last half hour."""
+    query = (select(ReviewItem.id).join(InboundMessage)
+             .where(InboundMessage.from_phone == sender, InboundMessage.answer.is_not(None),
+                    ReviewItem.created_at >= now - HOLDING_REPEAT))
     return session.scalar(query.limit(1)) is not None
 
 

@@ -74,11 +74,11 @@ def deliver_batch(ids: list[int], token: str, *, settings: Settings | None = Non
         for row_id, d in decisions:
             if d.message is None:
                 _finish_unsent(writer, row_id, token, d)
-                counts[d.status] += 1
+                counts[str(d.status)] += 1
     chunks = [to_send[i::settings.send_threads] for i in range(min(settings.send_threads, len(to_send)))]
     for chunk_counts in _executor(settings).map(lambda chunk: _send_chunk(chunk, token, settings), chunks):
         counts.update(chunk_counts)
-    log.info("batch of %d delivered: %s", len(ids), dict(counts))
+    log.info("batch of %d handled: %s", len(ids), dict(counts))
     return counts
 
 
