@@ -419,8 +419,10 @@ class _Scope:
             if target is None:
                 continue
             if kind == "harmless_eye":
-                if target.flags & Flag.GONE:
-                    target.flags |= Flag.EXPLAINED
+                # A wide frame and a phrase inside it name one sign ("eyes were blurry", "blurry"): explain both.
+                for mention in self._explainable(kind):
+                    if mention.start < target.end and target.start < mention.end and mention.flags & Flag.GONE:
+                        mention.flags |= Flag.EXPLAINED
                 continue
             # Colours named before the cue in the same clause go with it ("the white and blue bits were my
             # marker"); a colour told after it is another statement ("...was my concealer, lip is blue").

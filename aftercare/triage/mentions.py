@@ -90,7 +90,7 @@ def _held_by_longer(match: Match, matches: list[Match]) -> bool:
     than its own, so "white stuff" (discharge) cannot hide an emergency unless the lexicon says so."""
     rank, length = match.entry.rank, match.end - match.start
     for other in matches:
-        if other is match or not (other.start <= match.start and match.end <= other.end):
+        if other is match or not other.entry.hides or not (other.start <= match.start and match.end <= other.end):
             continue
         other_length = other.end - other.start
         if other_length > length and other.entry.rank >= rank:
