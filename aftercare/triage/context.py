@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from functools import cached_property
 
-from aftercare.triage.lexicon import Lexicon
+from aftercare.triage.lexicon import HARMLESS_KINDS, Lexicon
 from aftercare.triage.matcher import Match
 from aftercare.triage.mentions import DROPPED, Flag, Mention
 from aftercare.triage.text import COMMA, PUNCTUATION, QUESTION, STOP, Tokens
@@ -39,7 +39,8 @@ class Cues:
 
     def __init__(self, tokens: Tokens, lexicon: Lexicon, found: dict[str, list[Match]]):
         self.triggers = found["trigger"]
-        self.harmless = found["harmless"] + found["harmless_eye"] if found["harmless_eye"] else found["harmless"]
+        self.harmless = [match for kind in HARMLESS_KINDS for match in found[kind]] if any(
+            found[kind] for kind in HARMLESS_KINDS[1:]) else found["harmless"]
         self._tokens, self._lexicon, self._found = tokens, lexicon, found
         self._starts: dict[str, list[int]] = {}
 
@@ -418,10 +419,10 @@ class _Scope:
             target = self._explained_by(match, kind)
             if target is None:
                 continue
-            if kind == "harmless_eye":
+            if kind != "harmless":
                 # A wide frame and a phrase inside it name one sign ("eyes were blurry", "blurry"): explain both.
                 for mention in self._explainable(kind):
-                    if mention.start < target.end and target.start < mention.end and mention.flags & Flag.GONE:
+                    if mention.start < target.end and target.start < mention.end and self._over(mention, kind):
                         mention.flags |= Flag.EXPLAINED
                 continue
             # Colours named before the cue in the same clause go with it ("the white and blue bits were my
@@ -430,6 +431,14 @@ class _Scope:
             self._flag([m for m in self._explainable(kind)
                         if self.tokens.clause[m.start] == clause and m.end <= match.start], Flag.EXPLAINED)
             target.flags |= Flag.EXPLAINED
+
+    def _over(self, mention: Mention, kind: str) -> bool:
+        """An eye cause explains only a vision change said to have gone; nerves explain a speech sign gone or told
+        only in the past tense ("words were jumbled in the consult because I was nervous")."""
+        if mention.flags & Flag.GONE:
+            return True
+        clause = self.tokens.clause[mention.start]
+        return kind == "harmless_nerves" and clause in self._past_clauses and clause not in self._persist_clauses
 
     def _explainable(self, kind: str) -> list[Mention]:
         return [m for m in self.mentions if m.sign.explainable and m.sign.explained_by == kind

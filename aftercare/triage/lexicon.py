@@ -49,7 +49,10 @@ TRIGGER_KINDS = frozenset({
 })
 # Harmless explanations come in kinds: "harmless" (makeup, light, a photo filter) explains a colour; "harmless_eye"
 # (eye drops, a contact lens, just woke up) explains only an eye sign, and only one said to be gone.
-HARMLESS_KINDS = ("harmless", "harmless_eye")
+# "harmless_nerves" (nerves, a numbing injection, tiredness) explains a speech or grip sign, and only one told as past
+# or gone: "words were jumbled in the consult because I was nervous" (CLINICAL-NOTES.md: a stroke sign that stays
+# is an emergency whatever the patient thinks caused it).
+HARMLESS_KINDS = ("harmless", "harmless_eye", "harmless_nerves")
 MARK_KINDS = ("positive", "question", "question_start", *HARMLESS_KINDS, "hedge", "past", "persist", "describes")
 STRUCTURAL_CLASSES = ("clause_break", "scope_stop", "first_person", "list_link", "or_words", "location_prep",
                       "body_part", "opener", "context_denial", "relative", "simile", "check_word",
