@@ -1,0 +1,119 @@
+"""The emergency faculties told in words and word orders no lexicon phrase spells out: a part or faculty and a loss
+word anywhere in the sentence (faculties.yaml), with texting forms in both languages; the same sentences negated,
+told of someone else, or feared stay quiet. Every sentence here is new wording, written for this file."""
+
+from __future__ import annotations
+
+import pytest
+
+from aftercare.triage import TriageLevel, triage
+
+EMERGENCY, URGENT, ROUTINE, OK = (TriageLevel.EMERGENCY, TriageLevel.URGENT, TriageLevel.ROUTINE, TriageLevel.OK)
+NOT_ESCALATED = (ROUTINE, OK)
+
+
+def level(text: str) -> TriageLevel:
+    return triage(text).level
+
+
+@pytest.mark.parametrize("text", [
+    # vision, either order, across the sentence
+    "since the tear trough filler there's a haze sitting over my right eye that blinking won't shift",
+    "things look smeary out of my left eye since this morning",
+    "my sight on the left went a sort of grey an hour after the nose filler",
+    "seeing two of everything since the temple filler",
+    "the vision in my right eye, ever since I got home, has a foggy patch",
+    "pandanganku jadi gelap sebelah sejak td sore kak",
+    "kok liatnya berbayang ya kak abis filler hidung",
+    "mata kanan kyk ketutup asep, burem bgt",
+    "pngliatan kiri kyk ada asap abis filler",
+    "udh mendingan kok kak bengkaknya, cm penglihatan kanan agak samar2 dr tadi",
+    # eyelid
+    "my left upper lid is sitting lower than the right since the filler",
+    "can't get my right eye fully open since the filler between my brows",
+    "mata kiri susah melek sejak td siang",
+    "kelopak mata sebelah kanan kyk melorot kak",
+    # speech
+    "I'm stumbling over my words and it's getting worse, filler was at 2",
+    "ngomongku kok jd pelo gini kak",
+    "kata-katanya gak jelas pas ngomong, baru abis filler",
+    "her answers don't make sense since she got back from the clinic",
+    # arm, hand, grip
+    "couldn't hold my coffee this morning, my right hand just has no strength",
+    "tangan kiri kok gak bisa dipake megang sendok",
+    "lengan kanan lemes bgt gak kuat ngangkat tas",
+    "I keep dropping my keys, first the pen then my phone",
+    "hp ku jatuh trs dr tangan kanan kak",
+    # one side of the face
+    "mulutku mencong ke kanan pas aku senyum",
+    "one side of my grin won't lift since lunchtime",
+    "the corner of my mouth on the left has dropped down",
+])
+def test_a_faculty_lost_in_new_words_is_an_emergency(text):
+    assert level(text) is EMERGENCY
+
+
+@pytest.mark.parametrize("text", [
+    # a relative or friend writing: the person they write about is the patient
+    "my flatmate had her lips done at your clinic and now she can't lift her left arm properly",
+    "I'm with my sister now, she had filler this morning and her speech sounds all tangled",
+    "ini adiknya kak Sari, kakak aku abis filler td pagi kok ngomongnya belepotan",
+    "saya suaminya bu Dewi, istri saya td disuntik, skrg tangan kanannya lemes",
+])
+def test_a_relative_or_friend_reporting_the_patients_signs_is_an_emergency(text):
+    assert level(text) is EMERGENCY
+
+
+@pytest.mark.parametrize("text", [
+    "my vision is totally fine, no blur at all, just a bruise near the eye",
+    "no droopy eyelid, I checked in the mirror, both lids open fine",
+    "my speech is fine, no slurring, just a fat lip",
+    "arms and hands are fine, no weakness, grip normal",
+    "mata aman kak, gak burem sama sekali",
+    "tangan gak lemes kok kak, aman",
+    "ngomong lancar kak, gak pelo",
+    "muka gak mencong kok, cm bengkak dikit",
+])
+def test_the_same_faculties_denied_stay_quiet(text):
+    assert level(text) in NOT_ESCALATED
+
+
+@pytest.mark.parametrize("text", [
+    "my grandad had a stroke last year, his speech was slurred for weeks, anyway my lips are fine",
+    "if my vision goes blurry what should I do?",
+    "kalau pandangan jadi kabur harus gimana kak?",
+    "the leaflet says droopy eyelids can happen with botox, is that right for filler too?",
+    "temen aku dulu tangannya lemes abis operasi, aku sendiri aman kak",
+])
+def test_faculties_feared_or_someone_elses_are_not_emergencies(text):
+    assert level(text) is not EMERGENCY
+
+
+@pytest.mark.parametrize("text", [
+    "the lip looks a bit dark and my vision is ok",
+    "the bruise near my eye is dark purple, eyesight fine",
+    "my words were all jumbled at the consultation because I was so nervous, totally fine now",
+    "ngomongku td sempet belibet pas konsul soalnya grogi, skrg biasa aja",
+])
+def test_a_faculty_word_near_an_unrelated_sign_or_an_explained_past_slip_is_no_emergency(text):
+    assert level(text) is not EMERGENCY
+
+
+@pytest.mark.parametrize("text, expected", [
+    # capillary refill told as a press test with seconds
+    ("pushed on the dusky bit like you showed me and it took 5 seconds before it went pink", EMERGENCY),
+    ("aku tekan bagian dagu, 4 detik baru balik merah kak", EMERGENCY),
+    ("pressed my lip and it went white then came straight back pink, is that normal?", ROUTINE),
+    # passed blanching is a clinician's job, not an ambulance
+    ("my chin had gone white as chalk for about twenty minutes after I got home, it's pink again now", URGENT),
+    # infection told as a lump that keeps refilling, a redness creeping on after day 3
+    ("there's a spot on my cheek that fills up and bursts again every few days, had meso 5 weeks ago", URGENT),
+    ("bekas meso di perut ada benjolan yg pecah trs ngisi lagi kak, udh sebulan", URGENT),
+    ("the redness had nearly gone but now it's creeping down towards my jaw, peel was 6 days ago", URGENT),
+    # hives with breathing fine are urgent, a fever with a throbbing hot swelling is an infection
+    ("big itchy welts have come up all over my back and legs since the booster, breathing is fine", URGENT),
+    ("I've got a temperature of 38.6 and the filler spot is hot, red and throbbing", URGENT),
+    ("demam 38,7 kak, bekas filler merah panas cenut2", URGENT),
+])
+def test_refill_infection_and_allergy_in_new_words(text, expected):
+    assert level(text) is expected
