@@ -117,3 +117,22 @@ def test_a_faculty_word_near_an_unrelated_sign_or_an_explained_past_slip_is_no_e
 ])
 def test_refill_infection_and_allergy_in_new_words(text, expected):
     assert level(text) is expected
+
+
+@pytest.mark.parametrize("text", [
+    "the lid of the cream won't open lol, lips are lovely",
+    "liat foto kemarin kok burem ya hasilnya, minta kirim ulang kak",
+    "muka aku agak miring bengkaknya sebelah kiri",
+    "the swelling made my smile a bit crooked but it's settling",
+    "my arm is heavy from carrying shopping all day, face is fine",
+    "dropped a glass of wine on the carpet lol, filler fine",
+    "my vision is blurry without my glasses as always, face fine",
+    "I see double chin is improving lol",
+    "my eye makeup smudged a bit but the filler looks great",
+    "suara aku serak krn pilek kak",
+    "my mum's hand is weak from arthritis, she wants filler too",
+    "jawaban kakak kurang jelas, boleh diulang?",
+    "hp aku jatuh ke kolam kak wkwk",
+])
+def test_faculty_words_in_other_senses_are_no_emergency(text):
+    assert level(text) is not EMERGENCY
