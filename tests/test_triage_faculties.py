@@ -136,3 +136,29 @@ def test_refill_infection_and_allergy_in_new_words(text, expected):
 ])
 def test_faculty_words_in_other_senses_are_no_emergency(text):
     assert level(text) is not EMERGENCY
+
+
+@pytest.mark.parametrize("text, expected", [
+    # colour, refill and airway in texting forms
+    ("i pushed on it and the colour takes ages to return", EMERGENCY),
+    ("dipencet putihnya lama ilangnya kak", EMERGENCY),
+    ("bbr aku pucet bgt kak", EMERGENCY),
+    ("tenggorokan kyk ada yg nyumbat kak", EMERGENCY),
+    ("gabisa napas kak abis disuntik", EMERGENCY),
+    ("kak tgn kiri gabisa diangkat dr td", EMERGENCY),
+    # a sign buried after a reassuring update
+    ("loving the result! one weird thing tho, the left side of my face feels heavy and my smile droops", EMERGENCY),
+    ("overall healing really well, only thing is since this morning the letters on my screen look fuzzy", EMERGENCY),
+    ("semua oke kak, cuma kok aku ngomong agak pelo ya", EMERGENCY),
+    # a relative writing, told through "her filler" or "ini temennya"
+    ("my mum's face has dropped on one side since her filler this morning, what do we do", EMERGENCY),
+    ("ini temennya kak Lia, dia td abis filler trs skrg ngomongnya gak jelas", EMERGENCY),
+    ("mama aku td disuntik filler, skrg matanya gak bisa melek sebelah", EMERGENCY),
+    # someone else's faculty, a feared one, or every faculty denied
+    ("my nan's eyesight is going, she wants to know if she can have filler", ROUTINE),
+    ("ibuku dulu kena stroke, mulutnya mencong, aku takut tapi aku baik2 aja", ROUTINE),
+    ("gak ada pandangan kabur, gak ada kelopak turun, cuma memar", ROUTINE),
+    ("vision's crystal clear, speech normal, arms strong, just swollen lips", ROUTINE),
+])
+def test_texting_forms_buried_signs_and_relatives(text, expected):
+    assert level(text) is expected
