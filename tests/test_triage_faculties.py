@@ -162,3 +162,27 @@ def test_faculty_words_in_other_senses_are_no_emergency(text):
 ])
 def test_texting_forms_buried_signs_and_relatives(text, expected):
     assert level(text) is expected
+
+
+@pytest.mark.parametrize("text", [
+    "kata orang lain bengkak segini normal kak",
+    "pandangan aku sih hasilnya kurang natural",
+    "swelling on my lower lid is going down",
+    "heavy eye makeup on my lids today, filler looks great",
+    "kelopak mata bawah bengkaknya udah turun kak",
+    "hp aku jatuh lagi kak, layarnya retak wkwk",
+    "mulut sebelah kiri bengkak dikit kak",
+    "used a facial mist near my eyes and it stung a bit",
+    "my vision check is in two weeks, face fine",
+    "sorry my texts are jumbled, I'm typing fast! swelling is fine",
+])
+def test_a_wide_frame_does_not_reach_a_word_in_another_sense(text):
+    assert level(text) is not EMERGENCY
+
+
+@pytest.mark.parametrize("text", [
+    "eye drops made my vision blurry for a minute then it cleared",
+    "mata buram sebentar abis tetes mata, skrg udah jelas",
+])
+def test_a_cue_inside_a_wide_frame_still_explains_or_ends_the_sign(text):
+    assert level(text) in NOT_ESCALATED

@@ -104,7 +104,7 @@ def _overlaps_any_span(match: Match, others: Iterable[Match]) -> bool:
 def _usable_triggers(triggers: list[Match], mentions: list[Mention]) -> list[Match]:
     """No trigger may sit inside a sign ("can't see properly" is a sign, not a negation of one); of the rest,
     the longest wins where they overlap ("not sure if" over "if"), a pseudo-trigger before any other."""
-    outside = [t for t in triggers if not _overlaps_any(t.start, t.end, mentions)]
+    outside = [t for t in triggers if not _inside_sign(t, mentions)]
     if len(outside) > 1:
         outside.sort(key=_longest_first)
     chosen: list[Match] = []
@@ -115,6 +115,16 @@ def _usable_triggers(triggers: list[Match], mentions: list[Mention]) -> list[Mat
             if match.entry.key != "pseudo":
                 chosen.append(match)
     return chosen
+
+
+def _inside_sign(trigger: Match, mentions: list[Mention]) -> bool:
+    """Inside a sign phrase ("can't see properly"), or on the part or loss word of a wide frame; a cue in the gap of
+    a wide frame still counts ("mata buram sebentar abis tetes mata": briefly, after eye drops)."""
+    for m in mentions:
+        if m.start < trigger.end and trigger.start < m.end:
+            if not m.wide or trigger.start <= m.start or trigger.end >= m.end:
+                return True
+    return False
 
 
 def _longest_first(match: Match) -> tuple[int, int, int, str, str]:
@@ -414,7 +424,7 @@ class _Scope:
             last_end = match.end
             kind = match.entry.kind
             if self._hedged(match) or self._simile(match) or self._denied_cause(match) \
-                    or _overlaps_any(match.start, match.end, self._explainable(kind)):
+                    or _overlaps_any(match.start, match.end, [m for m in self._explainable(kind) if not m.wide]):
                 continue
             target = self._explained_by(match, kind)
             if target is None:
