@@ -186,3 +186,18 @@ def test_a_wide_frame_does_not_reach_a_word_in_another_sense(text):
 ])
 def test_a_cue_inside_a_wide_frame_still_explains_or_ends_the_sign(text):
     assert level(text) in NOT_ESCALATED
+
+
+@pytest.mark.parametrize("text", [
+    "is it normal that my vision is a bit blurry in the left eye?",
+    "is it ok if my arm feels weak?",
+    "apa normal kak kalo mata kiri burem abis filler?",
+    "wajar gak sih kak kalo tangan kiri lemes?",
+    "kak td pas lg makan siang sama temen2 kantor tiba2 pandangan aku burem sebelah",
+    "the thing is that whenever I try to lift my cup my right arm gives way",
+    "mata kiri gak bisa liat kak",
+    "ga bs liat apa2 dr mata kanan",
+    "hi!! quick q - vision kinda blurry + lip white?? filler 1hr ago",
+])
+def test_a_sign_asked_about_or_told_beside_company_is_still_the_patients(text):
+    assert level(text) is EMERGENCY
