@@ -201,3 +201,19 @@ def test_a_cue_inside_a_wide_frame_still_explains_or_ends_the_sign(text):
 ])
 def test_a_sign_asked_about_or_told_beside_company_is_still_the_patients(text):
     assert level(text) is EMERGENCY
+
+
+@pytest.mark.parametrize("text", [
+    "like looking through a dirty windscreen out of my right eye",
+    "everything's out of focus on the left side",
+    "she's not making sense since the filler, my wife I mean",
+    "he can't get his words out, had filler today at your place",
+    "feels like someone's sitting on my chest",
+    "the colour of my nose tip is like candle wax",
+    "the pain is off the charts",
+    "sakitnya gak ketulungan kak",
+    "hidung ujungnya item kak",
+    "I can't read my phone, my eyes won't settle on the words",
+])
+def test_everyday_comparisons_and_idioms_for_emergency_signs(text):
+    assert level(text) is EMERGENCY
