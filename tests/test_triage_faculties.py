@@ -217,3 +217,13 @@ def test_a_sign_asked_about_or_told_beside_company_is_still_the_patients(text):
 ])
 def test_everyday_comparisons_and_idioms_for_emergency_signs(text):
     assert level(text) is EMERGENCY
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("went pale when I saw the bill, lips perfect", OK),
+    ("harganya bikin aku pucet wkwk, hasilnya cakep", OK),
+    ("my lip went pale and I'm paying the bill", EMERGENCY),
+    ("my face's drooping on one side", EMERGENCY),
+])
+def test_going_pale_at_a_bill_is_an_idiom_but_a_pale_lip_beside_one_is_not(text, expected):
+    assert level(text) is expected
