@@ -227,3 +227,25 @@ def test_everyday_comparisons_and_idioms_for_emergency_signs(text):
 ])
 def test_going_pale_at_a_bill_is_an_idiom_but_a_pale_lip_beside_one_is_not(text, expected):
     assert level(text) is expected
+
+
+@pytest.mark.parametrize("text", [
+    "liat hp jd ga fokus kak, mata kiri",
+    "my sight is off in one eye",
+    "my eyelids look uneven, the left one is much lower and won't lift",
+    "arm feels like jelly and wont do what i tell it",
+    "fingers on my right hand won't do up my buttons",
+    "muka kiri kaku gak bisa digerakin",
+    "kok senyumku cuma naik sebelah ya kak",
+    "ngomong susah kak lidah kyk berat",
+    "mulut aku kyk ketarik ke kanan",
+    "my mouth is pulling to one side",
+])
+def test_more_words_for_a_lost_faculty(text):
+    assert level(text) is EMERGENCY
+
+
+def test_off_folded_to_of_is_no_loss_word():
+    # "off" and "of" fold alike: "no sign of blurry vision" must stay a denial
+    assert level("no sign of blurry vision") in NOT_ESCALATED
+    assert level("my vision is one of the things I worry about") is not EMERGENCY
