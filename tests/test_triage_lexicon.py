@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from aftercare.triage.lexicon import LexiconError, load_lexicon, load_lexicon_files
 from aftercare.triage.phrases import PhraseCompiler, PhraseError
@@ -153,3 +154,19 @@ def test_common_single_words_are_signs_on_their_own(word, sign):
     from aftercare.triage import triage
 
     assert sign in triage(word).signs
+
+
+class _NoDuplicateKeys(yaml.SafeLoader):
+    """YAML keeps the last of two equal keys without a word; a lexicon must never lose a list that way."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = {key for key in keys if keys.count(key) > 1}
+        if repeated:
+            raise AssertionError(f"line {node.start_mark.line + 1}: repeated keys {sorted(map(str, repeated))}")
+        return super().construct_mapping(node, deep=deep)
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in LEXICONS.glob("*.yaml")))
+def test_no_lexicon_file_repeats_a_key(name):
+    yaml.load((LEXICONS / name).read_text(encoding="utf-8"), Loader=_NoDuplicateKeys)  # noqa: S506

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from functools import cached_property
 
-from aftercare.triage.lexicon import Lexicon
+from aftercare.triage.lexicon import HARMLESS_KINDS, Lexicon
 from aftercare.triage.matcher import Match
 from aftercare.triage.mentions import DROPPED, Flag, Mention
 from aftercare.triage.text import COMMA, PUNCTUATION, QUESTION, STOP, Tokens
@@ -39,7 +39,8 @@ class Cues:
 
     def __init__(self, tokens: Tokens, lexicon: Lexicon, found: dict[str, list[Match]]):
         self.triggers = found["trigger"]
-        self.harmless = found["harmless"] + found["harmless_eye"] if found["harmless_eye"] else found["harmless"]
+        self.harmless = [match for kind in HARMLESS_KINDS for match in found[kind]] if any(
+            found[kind] for kind in HARMLESS_KINDS[1:]) else found["harmless"]
         self._tokens, self._lexicon, self._found = tokens, lexicon, found
         self._starts: dict[str, list[int]] = {}
 
@@ -103,7 +104,7 @@ def _overlaps_any_span(match: Match, others: Iterable[Match]) -> bool:
 def _usable_triggers(triggers: list[Match], mentions: list[Mention]) -> list[Match]:
     """No trigger may sit inside a sign ("can't see properly" is a sign, not a negation of one); of the rest,
     the longest wins where they overlap ("not sure if" over "if"), a pseudo-trigger before any other."""
-    outside = [t for t in triggers if not _overlaps_any(t.start, t.end, mentions)]
+    outside = [t for t in triggers if not _inside_sign(t, mentions)]
     if len(outside) > 1:
         outside.sort(key=_longest_first)
     chosen: list[Match] = []
@@ -114,6 +115,16 @@ def _usable_triggers(triggers: list[Match], mentions: list[Mention]) -> list[Mat
             if match.entry.key != "pseudo":
                 chosen.append(match)
     return chosen
+
+
+def _inside_sign(trigger: Match, mentions: list[Mention]) -> bool:
+    """Inside a sign phrase ("can't see properly"), or on the part or loss word of a wide frame; a cue in the gap of
+    a wide frame still counts ("mata buram sebentar abis tetes mata": briefly, after eye drops)."""
+    for m in mentions:
+        if m.start < trigger.end and trigger.start < m.end:
+            if not m.wide or trigger.start <= m.start or trigger.end >= m.end:
+                return True
+    return False
 
 
 def _longest_first(match: Match) -> tuple[int, int, int, str, str]:
@@ -413,14 +424,16 @@ class _Scope:
             last_end = match.end
             kind = match.entry.kind
             if self._hedged(match) or self._simile(match) or self._denied_cause(match) \
-                    or _overlaps_any(match.start, match.end, self._explainable(kind)):
+                    or _overlaps_any(match.start, match.end, [m for m in self._explainable(kind) if not m.wide]):
                 continue
             target = self._explained_by(match, kind)
             if target is None:
                 continue
-            if kind == "harmless_eye":
-                if target.flags & Flag.GONE:
-                    target.flags |= Flag.EXPLAINED
+            if kind != "harmless":
+                # A wide frame and a phrase inside it name one sign ("eyes were blurry", "blurry"): explain both.
+                for mention in self._explainable(kind):
+                    if mention.start < target.end and target.start < mention.end and self._over(mention, kind):
+                        mention.flags |= Flag.EXPLAINED
                 continue
             # Colours named before the cue in the same clause go with it ("the white and blue bits were my
             # marker"); a colour told after it is another statement ("...was my concealer, lip is blue").
@@ -428,6 +441,14 @@ class _Scope:
             self._flag([m for m in self._explainable(kind)
                         if self.tokens.clause[m.start] == clause and m.end <= match.start], Flag.EXPLAINED)
             target.flags |= Flag.EXPLAINED
+
+    def _over(self, mention: Mention, kind: str) -> bool:
+        """An eye cause explains only a vision change said to have gone; nerves explain a speech sign gone or told
+        only in the past tense ("words were jumbled in the consult because I was nervous")."""
+        if mention.flags & Flag.GONE:
+            return True
+        clause = self.tokens.clause[mention.start]
+        return kind == "harmless_nerves" and clause in self._past_clauses and clause not in self._persist_clauses
 
     def _explainable(self, kind: str) -> list[Mention]:
         return [m for m in self.mentions if m.sign.explainable and m.sign.explained_by == kind

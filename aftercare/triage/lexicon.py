@@ -23,6 +23,8 @@ from aftercare.triage.text import Tokenizer, fold
 
 LEXICON_DIR = Path(__file__).parent / "lexicons"
 LANGUAGES: tuple[str, ...] = ("en", "id")
+# Frames built from both languages' words at once (patients mix them: "my eye kok burem"), loaded like a language.
+SHARED: tuple[str, ...] = ("faculties",)
 
 TRIGGER_KINDS = frozenset({
     "negation",  # "no", "nothing", "gak": the sign is absent
@@ -47,7 +49,10 @@ TRIGGER_KINDS = frozenset({
 })
 # Harmless explanations come in kinds: "harmless" (makeup, light, a photo filter) explains a colour; "harmless_eye"
 # (eye drops, a contact lens, just woke up) explains only an eye sign, and only one said to be gone.
-HARMLESS_KINDS = ("harmless", "harmless_eye")
+# "harmless_nerves" (nerves, a numbing injection, tiredness) explains a speech or grip sign, and only one told as past
+# or gone: "words were jumbled in the consult because I was nervous" (CLINICAL-NOTES.md: a stroke sign that stays
+# is an emergency whatever the patient thinks caused it).
+HARMLESS_KINDS = ("harmless", "harmless_eye", "harmless_nerves")
 MARK_KINDS = ("positive", "question", "question_start", *HARMLESS_KINDS, "hedge", "past", "persist", "describes")
 STRUCTURAL_CLASSES = ("clause_break", "scope_stop", "first_person", "list_link", "or_words", "location_prep",
                       "body_part", "opener", "context_denial", "relative", "simile", "check_word",
@@ -130,7 +135,8 @@ class Lexicon:
 
 @cache
 def load_lexicon() -> Lexicon:
-    return load_lexicon_files(LEXICON_DIR / "signs.yaml", [LEXICON_DIR / f"{lang}.yaml" for lang in LANGUAGES])
+    return load_lexicon_files(LEXICON_DIR / "signs.yaml",
+                              [LEXICON_DIR / f"{name}.yaml" for name in (*LANGUAGES, *SHARED)])
 
 
 def load_lexicon_files(signs_path: Path, language_paths: list[Path]) -> Lexicon:
@@ -269,11 +275,12 @@ def _single_words(phrase: str, classes: Mapping[str, list[str]]) -> set[str] | N
 
 def _entries(where: str, raw: dict[str, Any], compiler: PhraseCompiler, signs: Mapping[str, SignInfo],
              classes: Mapping[str, list[str]], single: dict[tuple[str, str], set[str]]) -> Iterator[Entry]:
-    def make(section: str, phrase: str, kind: str, key: str, value: int = 0, needs: str = "", unless: str = "") -> Entry:
+    def make(section: str, phrase: str, kind: str, key: str, value: int = 0, needs: str = "", unless: str = "",
+             hides: bool = True) -> Entry:
         rank = signs[key].level.rank if kind == "sign" else 0
         try:
             return Entry(kind=kind, key=key, phrase=compiler.compile(phrase), value=value, needs=needs, rank=rank,
-                         unless=unless)
+                         unless=unless, hides=hides)
         except (PhraseError, re.error) as exc:
             raise LexiconError(f"{where}: {section}: {phrase!r}: {exc}") from exc
 
@@ -336,12 +343,20 @@ def _frame_entries(where: str, frame: object, signs: Mapping[str, SignInfo], mak
     if order not in ("both", "part_first", "loss_first") or not gap.startswith("~"):
         raise LexiconError(f"{where}: order must be both, part_first or loss_first; gap a ~N or ~~N gap")
     needs = str(frame.get("needs", ""))
-    for part in _phrases(f"{where}: parts", frame["parts"]):
-        for loss in _phrases(f"{where}: losses", frame["losses"]):
+    hides = "=" not in gap  # a scope gap reaches across the clause: see Entry.hides
+    for part in _phrases(f"{where}: parts", _flat(frame["parts"])):
+        for loss in _phrases(f"{where}: losses", _flat(frame["losses"])):
             if order != "loss_first":
-                yield make(f"frame {sign_id}", f"{part} {gap} {loss}", "sign", sign_id, needs=needs)
+                yield make(f"frame {sign_id}", f"{part} {gap} {loss}", "sign", sign_id, needs=needs, hides=hides)
             if order != "part_first":
-                yield make(f"frame {sign_id}", f"{loss} {gap} {part}", "sign", sign_id, needs=needs)
+                yield make(f"frame {sign_id}", f"{loss} {gap} {part}", "sign", sign_id, needs=needs, hides=hides)
+
+
+def _flat(raw: object) -> object:
+    """A frame list may hold a shared YAML list (`losses: ["@limb_weak", *limb_cant]`): its phrases count one by one."""
+    if not isinstance(raw, list):
+        return raw
+    return [item for entry in raw for item in (entry if isinstance(entry, list) else [entry])]
 
 
 def _timeframe_entries(where: str, raw: dict[str, Any], make) -> Iterator[Entry]:

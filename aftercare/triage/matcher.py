@@ -25,6 +25,9 @@ class Entry:
     needs: str = ""  # sign phrases that count only when the sentence has this context ("blurry" needs an eye)
     rank: int = 0  # signs: the rank of the sign's usual level, so a longer phrase can hide a lesser one
     unless: str = ""  # sign phrases that do not count when the sentence has this context ("cold" by the aircon)
+    # A wide frame spans a whole clause or sentence ("vision ... blurring, just a small bruise under the eye"): the
+    # other signs inside it are still told, so it hides none of them.
+    hides: bool = True
 
 
 class Match(NamedTuple):

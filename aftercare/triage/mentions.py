@@ -43,6 +43,7 @@ class Mention:
     start: int
     end: int
     flags: int = 0
+    wide: bool = False  # found by a frame that reaches across the clause: it may span a cue ("eye drops made ... blurry")
 
     @property
     def present(self) -> bool:
@@ -63,7 +64,7 @@ def select_mentions(found: Found, tokens: Tokens, lexicon: Lexicon) -> list[Ment
     if len(matches) > 1 and any(b.start < a.end for a, b in zip(matches, matches[1:], strict=False)):
         matches = [m for m in matches if not _held_by_longer(m, matches)]  # only overlapping phrases can hide
     signs = lexicon.signs
-    return [Mention(signs[m.entry.key], m.start, m.end) for m in matches]
+    return [Mention(signs[m.entry.key], m.start, m.end, 0, not m.entry.hides) for m in matches]
 
 
 def _stands(match: Match, found: Found, tokens: Tokens, lexicon: Lexicon) -> bool:
@@ -90,7 +91,7 @@ def _held_by_longer(match: Match, matches: list[Match]) -> bool:
     than its own, so "white stuff" (discharge) cannot hide an emergency unless the lexicon says so."""
     rank, length = match.entry.rank, match.end - match.start
     for other in matches:
-        if other is match or not (other.start <= match.start and match.end <= other.end):
+        if other is match or not other.entry.hides or not (other.start <= match.start and match.end <= other.end):
             continue
         other_length = other.end - other.start
         if other_length > length and other.entry.rank >= rank:

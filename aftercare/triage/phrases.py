@@ -12,6 +12,8 @@ A phrase is a list of space-separated token specs, matched against whole tokens 
     ~  ~N     up to 3 (or N) ordinary words; a gap never crosses punctuation, a negation or a word like "but"
     ~~ ~~N    the same, but commas may be crossed too: a list told with commas ("hard, red, sore") or a
               before-and-after told across one ("like a coin yesterday, like a saucer today")
+    ~=N ~~=N  a scope gap: the same, and it never crosses a word of class @frame_stop either ("if", "kalau",
+              "warned"): the wide faculty frames reach across a sentence, so a cue inside them would be lost
     $         the end of the clause (a comma, stop or question mark follows, or the reply ends)
     >spec     (last only) the spec must follow, but is not part of the match: "will it >swell|bruise" is a
               hypothetical cue that leaves "swell" to be read as a sign inside its scope
@@ -33,6 +35,8 @@ GAP_WORD = "[^ ,.?!][^ ]*"  # one ordinary word: not punctuation, not a marked s
 LIST_GAP_WORD = "[^ .?!][^ ]*"  # the same, or a comma
 _GAP = re.compile(r"^~(\d*)$")
 _LIST_GAP = re.compile(r"^~~(\d*)$")
+_SCOPE_GAP = re.compile(r"^(~~?)=(\d+)$")
+FRAME_STOP_CLASS = "frame_stop"
 _DEFAULT_GAP = 3
 
 
@@ -77,6 +81,8 @@ class PhraseCompiler:
                          for name, words in classes.items()}
         self._number_words = sorted(numbers, key=len, reverse=True)
         self._stops = frozenset(stop_words)
+        guarded = sorted({word for word in self._classes.get(FRAME_STOP_CLASS, ()) if not word.endswith("*")})
+        self._scope_guard = f"(?!(?:{'|'.join(map(re.escape, guarded))}) )" if guarded else ""
 
     def compile(self, phrase: str) -> CompiledPhrase:
         specs = phrase.split()
@@ -109,6 +115,10 @@ class PhraseCompiler:
             return f"(?={self._alternatives(spec[1:], None, _Plain(words=set()))} )"
         if spec.startswith("-"):
             return f"(?!{self._alternatives(spec[1:], None, _Plain(words=set()))} )"
+        gap = _SCOPE_GAP.match(spec)
+        if gap:
+            word = LIST_GAP_WORD if gap.group(1) == "~~" else GAP_WORD
+            return f"(?:{self._scope_guard}{word} ){{0,{int(gap.group(2))}}}?"
         gap = _LIST_GAP.match(spec)
         if gap:
             return f"(?:{LIST_GAP_WORD} ){{0,{int(gap.group(1) or _DEFAULT_GAP)}}}?"

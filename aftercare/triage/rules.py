@@ -13,6 +13,7 @@ from aftercare.triage.setting import NO_ENROLLMENT, Enrollment, setting
 from aftercare.triage.text import Tokens
 
 PASSED_PREFIX = "passed_"
+SIGN_CONTEXT = "sign:"
 
 
 class Finding(NamedTuple):
@@ -32,7 +33,7 @@ def findings(mentions: list[Mention], tokens: Tokens, found: Found, lexicon: Lex
     for mention in mentions:
         sign, level = mention.sign, mention.sign.level
         if sign.rules:
-            where = where or setting(tokens, found, lexicon, enrollment)
+            where = where or _with_signs(setting(tokens, found, lexicon, enrollment), mentions)
             level = level_of(sign, *where)
         if mention.present:
             result.append(Finding(sign.id, sign, level, mention.start))
@@ -40,6 +41,13 @@ def findings(mentions: list[Mention], tokens: Tokens, found: Found, lexicon: Lex
             # An occlusion sign that came and went still needs a clinician's eyes today.
             result.append(Finding(PASSED_PREFIX + sign.id, sign, TriageLevel.URGENT, mention.start, passed=True))
     return result
+
+
+def _with_signs(where: tuple[set[str], int | None], mentions: list[Mention]) -> tuple[set[str], int | None]:
+    """A rule's context may be a sign the patient has now, as "sign:<id>" ("sign:fever": a throbbing swelling with a
+    fever is an infection's); a denied fever or a child's fever is no such context."""
+    contexts, day = where
+    return contexts | {SIGN_CONTEXT + m.sign.id for m in mentions if m.present}, day
 
 
 def level_of(sign: SignInfo, contexts: set[str], day: int | None) -> TriageLevel:
