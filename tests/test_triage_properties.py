@@ -25,6 +25,7 @@ ALARMING_ID = [
 NEGATIONS_EN = ["no", "not", "never had", "without", "no sign of", "i dont have", "there is no", "zero", "nothing like"]
 NEGATIONS_ID = ["gak", "ga", "nggak", "tidak", "tidak ada", "ga ada", "belum", "enggak", "bukan"]
 NO_LONGER = ["no longer", "no more", "udah gak", "sudah tidak"]
+OWN_STATEMENTS = ["my own lips look lovely", "me, I only have a small bruise", "aku sendiri cuma memar dikit"]
 THIRD_PARTIES = ["my friend had", "my sister got", "my mum had", "a girl at work had", "temen aku", "adikku lagi"]
 HYPOTHETICALS = ["what if i get", "what should i do if i get", "should i worry if i see", "kalau nanti",
                  "in case of", "how do i know if i have"]
@@ -65,9 +66,10 @@ def test_a_sign_that_is_no_longer_there_is_at_most_urgent(prefix, sign):
     assert triage(f"{prefix} {sign}").level is not TriageLevel.EMERGENCY
 
 
-@given(prefix=st.sampled_from(THIRD_PARTIES), sign=any_sign)
-def test_a_sign_someone_else_had_never_raises_the_level_above_routine(prefix, sign):
-    assert triage(f"{prefix} {sign}").level in NOT_ALARMED
+@given(prefix=st.sampled_from(THIRD_PARTIES), sign=any_sign, own=st.sampled_from(OWN_STATEMENTS))
+def test_a_sign_someone_else_had_never_raises_the_level_above_routine(prefix, sign, own):
+    # The writer tells of herself too: a relative named alone may be the patient ("my wife's lip has gone white").
+    assert triage(f"{prefix} {sign}. {own}").level in NOT_ALARMED
 
 
 @given(prefix=st.sampled_from(HYPOTHETICALS), sign=any_sign)

@@ -69,6 +69,11 @@ def apply_context(tokens: Tokens, lexicon: Lexicon, mentions: list[Mention], cue
             triggers = [trigger for trigger in triggers if trigger.entry.key != "third_party"]
         elif any(trigger.entry.key == "proxy_for" for trigger in cues.triggers):
             triggers = _without_patient_as_third_party(triggers, cues.triggers, tokens, lexicon)
+        elif not _writer_speaks_of_self(triggers, tokens, lexicon):
+            # "my wife's lip has gone white", "istri saya bibirnya biru": the relative is the message's subject,
+            # so the patient (CLINICAL-NOTES.md: a sign is dropped only when clearly someone else's). "A girl I
+            # know", "someone" name nobody the writer would report for.
+            triggers = [t for t in triggers if t.entry.key != "third_party" or not _names_relative(t, tokens, lexicon)]
         for trigger in triggers:
             _HANDLERS[trigger.entry.key](scope, trigger)
     if cues.harmless:
@@ -90,6 +95,32 @@ def _without_patient_as_third_party(triggers: list[Match], every: list[Match], t
                 or not patients.isdisjoint(words[trigger.start:trigger.end]))
 
     return [t for t in triggers if t.entry.key != "third_party" or not names_patient(t)]
+
+
+def _writer_speaks_of_self(triggers: list[Match], tokens: Tokens, lexicon: Lexicon) -> bool:
+    """Whether the writer says anything of herself besides naming the relative: "my son has a fever so I'm tired"
+    does ("I'm"), "my daughter says her vision is blurry" does not ("my" is part of "my daughter", "saya" of
+    "istri saya"), nor does "I think my wife's lip is white" ("I think" tells nothing of the writer's body)."""
+    parties = [t for t in triggers if t.entry.key == "third_party" and _names_relative(t, tokens, lexicon)]
+    if not parties or not lexicon.words.remote_past.isdisjoint(tokens.present):
+        return True
+    words, own, relatives = tokens.words, lexicon.words.first_person, lexicon.words.relative
+    meta = lexicon.words.writer_meta
+    for index, word in enumerate(words):
+        if word not in own or any(t.start <= index < t.end for t in parties):
+            continue
+        if index and words[index - 1] in relatives:  # "istri saya", "bapak aku"
+            continue
+        if any(word in meta for word in words[index + 1:index + 3]):  # "I think", "I'm just asking", "aku rasa"
+            continue
+        return True
+    return False
+
+
+def _names_relative(trigger: Match, tokens: Tokens, lexicon: Lexicon) -> bool:
+    """ "my wife", "my wife's" (folded "wifes"), "istri saya", "my friend": someone the writer may report for."""
+    relatives = lexicon.words.relative | lexicon.words.companion
+    return any(word in relatives or word[:-1] in relatives for word in tokens.words[trigger.start:trigger.end])
 
 
 def _answers(trigger: Match, tokens: Tokens) -> bool:

@@ -56,7 +56,8 @@ HARMLESS_KINDS = ("harmless", "harmless_eye", "harmless_nerves")
 MARK_KINDS = ("positive", "question", "question_start", *HARMLESS_KINDS, "hedge", "past", "persist", "describes")
 STRUCTURAL_CLASSES = ("clause_break", "scope_stop", "first_person", "list_link", "or_words", "location_prep",
                       "body_part", "opener", "context_denial", "relative", "simile", "check_word",
-                      "reason", "appointment", "determiner")
+                      "reason", "appointment", "determiner", "writer_meta",
+                      "remote_past", "companion")
 _NEGATIONS = ("negation", "negation_gone", "negation_both", "negation_answer")
 _SIGN_FIELDS = {"level", "group", "label", "explainable", "explained_by", "bruise_colour", "passed_matters", "rules"}
 _FRAME_FIELDS = {"sign", "parts", "losses", "gap", "order", "needs"}
@@ -112,6 +113,9 @@ class Words:
     appointment: frozenset[str]  # "review", "kontrol": "the 2 week review" names no day after treatment
     reason: frozenset[str]  # "because", "karena": the patient's own statement starts ("worried about X because...")
     check_word: frozenset[str]  # "checked", "any", "cek": a clause that is a checklist item ("checked for pus: none")
+    companion: frozenset[str]  # "friend", "temen": someone the writer may report for, like a relative
+    remote_past: frozenset[str]  # "years", "dulu": a relative's history ("mum had a stroke years ago")
+    writer_meta: frozenset[str]  # "think", "rasa": after "I", a word about the writer's view, not her body
 
 
 @dataclass(frozen=True, slots=True)
