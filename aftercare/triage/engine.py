@@ -15,6 +15,10 @@ from aftercare.triage.setting import NO_ENROLLMENT, Enrollment
 from aftercare.triage.text import COMMA, PUNCTUATION, QUESTION, STOP, Tokens
 
 _SENTENCE_ENDS = frozenset({STOP, QUESTION})
+# How near a sign an intensity word must be: "really badly burning" (before), "stings a lot" (after).
+_INTENSITY_BEFORE, _INTENSITY_AFTER = 2, 3
+# Cues that put a faculty word in someone else's mouth or in a risk: no faculty of the patient's own.
+_OTHER_VOICES = frozenset({"third_party", "hypothetical", "mentioned", "negation_list"})
 _WHAT_ABOUT = frozenset({"what", "about", "as", "for", "how", "kalo", "kalau", "klo", "gimana"})
 
 
@@ -42,7 +46,9 @@ def triage(text: str, lang: str = "en", *, treatment: str | None = None,
         if present:
             ordered = sorted(present, key=_severity_then_position)
             level = ordered[0].level
-            basis = "unplaced" if level is TriageLevel.ROUTINE and _unplaced_description(found, mentions) else "signs"
+            basis = "unplaced" if level is TriageLevel.ROUTINE and (
+                _unplaced_description(found, mentions) or _intense(mentions, tokens, cues, lexicon)
+                or _unplaced_faculty(tokens, cues, lexicon, mentions)) else "signs"
             return TriageResult(level, list(dict.fromkeys(f.id for f in ordered)),
                                 partial(explain_signs, level, ordered, lexicon), basis)
     return _quiet(text, tokens, cues, mentions, lexicon, found)
@@ -58,6 +64,77 @@ def _unplaced_description(found, mentions: list[Mention]) -> bool:
     return False
 
 
+def _unsure(tokens: Tokens, cues: Cues, lexicon: Lexicon, found) -> bool:
+    """Uncertainty ("not really sure", "maybe?", "gatau kak") with no question of its own beside it: unplaced,
+    so a person reads it; "not sure, can I wash my face?" still asks."""
+    starts = cues.starts("unsure")
+    if not starts:
+        return False
+    unsure = set(starts) | {i for match in found["unsure"] for i in range(match.start, match.end)}
+    if any(not unsure.intersection(range(q.start, q.end)) for q in found["question"]):
+        return False
+    return not any(_opens_sentence(start, tokens, lexicon) and start not in unsure
+                   for start in cues.starts("question_start"))
+
+
+def _intense(mentions: list[Mention], tokens: Tokens, cues: Cues, lexicon: Lexicon) -> bool:
+    """ "stings a lot", "perih bgt", "bengkak parah": a mild sign told as severe is not the mild sign, so no
+    automatic "this is usually normal"; "dikit bgt" (very little) is mild still."""
+    starts = cues.starts("intensity")
+    if not starts:
+        return False
+    words, clause, mild = tokens.words, tokens.clause, lexicon.words.mild
+    for mention in mentions:
+        if not mention.present:
+            continue
+        for index in starts:
+            near = mention.start - _INTENSITY_BEFORE <= index < mention.end + _INTENSITY_AFTER
+            if near and clause[index] == clause[mention.start] and not (index and words[index - 1] in mild):
+                return True
+    return False
+
+
+def _unplaced_faculty(tokens: Tokens, cues: Cues, lexicon: Lexicon, mentions: list[Mention]) -> bool:
+    """A faculty that can fail in an emergency (an eye, sight, speech, breath, a colour) told of in the patient's own
+    clause, not denied nor praised nor someone else's, with no sign of its group found: "my eye though... its all
+    foggy" is something the lexicon could not place, never "usually normal" (CLINICAL-NOTES.md: when unsure, a
+    person reads it). A sign of the group named at all, even denied or explained, places the faculty."""
+    watched = [(group, words) for group, words in lexicon.watched.items() if not words.isdisjoint(tokens.present)]
+    if not watched:
+        return False
+    had = {mention.sign.group for mention in mentions}
+    words = tokens.words
+    for group, faculty in watched:
+        if group in had:
+            continue
+        for index, word in enumerate(words):
+            if word in faculty and not _beside(index, tokens, lexicon) and _own_open_clause(index, tokens, cues, lexicon):
+                return True
+    return False
+
+
+def _beside(index: int, tokens: Tokens, lexicon: Lexicon) -> bool:
+    """ "under my eyes", "bawah mata": a place near the faculty, told of as skin."""
+    return any(word in lexicon.words.nearby for word in tokens.words[max(0, index - 2):index])
+
+
+def _own_open_clause(index: int, tokens: Tokens, cues: Cues, lexicon: Lexicon) -> bool:
+    """The clause holding `index` is the patient's own (no other person's cue, risk or hypothetical in its
+    sentence) and tells of no denial or praise."""
+    clause, sentence, words = tokens.clause[index], tokens.sentence[index], tokens.words
+    in_clause = [i for i in range(len(words)) if tokens.clause[i] == clause]
+    negations = lexicon.stop_words - lexicon.words.clause_break
+    if any(words[i] in negations for i in in_clause):
+        return False
+    if any(tokens.clause[i] == clause for i in cues.starts("positive")):
+        return False
+    for trigger in cues.triggers:
+        if trigger.entry.key in _OTHER_VOICES and tokens.sentence[trigger.start] == sentence:
+            return False
+    # "the vision thing was my reading glasses being filthy": a cause told places it
+    return not any(tokens.sentence[cause.start] == sentence for cause in cues.harmless)
+
+
 def _overlaps(span, others) -> bool:
     return any(o.start < span.end and span.start < o.end for o in others)
 
@@ -71,9 +148,13 @@ def _quiet(text: str, tokens: Tokens, cues: Cues, mentions: list[Mention], lexic
     """No sign stands: a question is routine; thanks, a thumbs-up or only denied signs is ok; anything else
     is routine, so a person reads what the lexicon could not place (a description no sign phrase took up
     too: "lip looks like putty lol thanks" is not ok)."""
-    if _asks(tokens, cues, lexicon, found):
+    if _unsure(tokens, cues, lexicon, found):
+        level, reason = TriageLevel.ROUTINE, "unplaced"  # "not really sure", "maybe?", "gatau kak": never ok
+    elif _asks(tokens, cues, lexicon, found):
         level, reason = TriageLevel.ROUTINE, "question"
     elif found["describes"] and _unplaced_description(found, [m for m in mentions if m.present]):
+        level, reason = TriageLevel.ROUTINE, "unplaced"
+    elif _unplaced_faculty(tokens, cues, lexicon, mentions):
         level, reason = TriageLevel.ROUTINE, "unplaced"
     elif cues.starts("positive") or not lexicon.positive_emoji.isdisjoint(text):
         level, reason = TriageLevel.OK, "positive"

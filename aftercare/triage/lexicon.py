@@ -53,11 +53,15 @@ TRIGGER_KINDS = frozenset({
 # or gone: "words were jumbled in the consult because I was nervous" (CLINICAL-NOTES.md: a stroke sign that stays
 # is an emergency whatever the patient thinks caused it).
 HARMLESS_KINDS = ("harmless", "harmless_eye", "harmless_nerves")
-MARK_KINDS = ("positive", "question", "question_start", *HARMLESS_KINDS, "hedge", "past", "persist", "describes")
+MARK_KINDS = ("positive", "question", "question_start", *HARMLESS_KINDS, "hedge", "past", "persist", "describes",
+              "unsure", "intensity")
+# Classes named watch_<group> (faculties.yaml): words of a faculty that can fail in an emergency. Told of without a
+# sign of that group being found, the reply is unplaced: a person reads it (CLINICAL-NOTES.md: when unsure).
+WATCH_PREFIX = "watch_"
 STRUCTURAL_CLASSES = ("clause_break", "scope_stop", "first_person", "list_link", "or_words", "location_prep",
                       "body_part", "opener", "context_denial", "relative", "simile", "check_word",
                       "reason", "appointment", "determiner", "writer_meta",
-                      "remote_past", "companion")
+                      "remote_past", "companion", "mild", "nearby")
 _NEGATIONS = ("negation", "negation_gone", "negation_both", "negation_answer")
 _SIGN_FIELDS = {"level", "group", "label", "explainable", "explained_by", "bruise_colour", "passed_matters", "rules"}
 _FRAME_FIELDS = {"sign", "parts", "losses", "gap", "order", "needs"}
@@ -113,6 +117,8 @@ class Words:
     appointment: frozenset[str]  # "review", "kontrol": "the 2 week review" names no day after treatment
     reason: frozenset[str]  # "because", "karena": the patient's own statement starts ("worried about X because...")
     check_word: frozenset[str]  # "checked", "any", "cek": a clause that is a checklist item ("checked for pus: none")
+    nearby: frozenset[str]  # "under", "bawah": "under my eyes" is a place near the faculty, not the faculty
+    mild: frozenset[str]  # "dikit", "bit": "dikit bgt" is very little, not very much
     companion: frozenset[str]  # "friend", "temen": someone the writer may report for, like a relative
     remote_past: frozenset[str]  # "years", "dulu": a relative's history ("mum had a stroke years ago")
     writer_meta: frozenset[str]  # "think", "rasa": after "I", a word about the writer's view, not her body
@@ -135,6 +141,7 @@ class Lexicon:
     # Enrollment treatment key -> the contexts it stands for, when the reply names no treatment itself.
     treatments: Mapping[str, tuple[str, ...]]
     treatment_contexts: frozenset[str]  # contexts that name a treatment: the reply's own word wins over enrollment
+    watched: Mapping[str, frozenset[str]]  # sign group -> faculty words ("eye" -> eye, vision, mata, ...)
 
 
 @cache
@@ -164,7 +171,17 @@ def load_lexicon_files(signs_path: Path, language_paths: list[Path]) -> Lexicon:
                    mark_words={kind: frozenset(single.get((kind, kind), ())) for kind in MARK_KINDS},
                    context_words={key: frozenset(found) for (kind, key), found in single.items() if kind == "context"},
                    tokenizer=Tokenizer(words.clause_break, stop_words, _emoji_words(signs_path.name, meta)),
-                   treatments=treatments, treatment_contexts=frozenset(c for cs in treatments.values() for c in cs))
+                   treatments=treatments, treatment_contexts=frozenset(c for cs in treatments.values() for c in cs),
+                   watched=_watched(signs_path.name, classes, groups))
+
+
+def _watched(where: str, classes: Mapping[str, list[str]], groups: Mapping[str, str]) -> dict[str, frozenset[str]]:
+    watched = {name[len(WATCH_PREFIX):]: frozenset(words) for name, words in classes.items()
+               if name.startswith(WATCH_PREFIX)}
+    unknown = sorted(set(watched) - set(groups))
+    if unknown:
+        raise LexiconError(f"{where}: classes {', '.join(WATCH_PREFIX + g for g in unknown)} name no sign group")
+    return watched
 
 
 def _emoji_words(where: str, meta: dict[str, Any]) -> dict[str, str]:
