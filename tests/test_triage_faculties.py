@@ -249,3 +249,133 @@ def test_off_folded_to_of_is_no_loss_word():
     # "off" and "of" fold alike: "no sign of blurry vision" must stay a denial
     assert level("no sign of blurry vision") in NOT_ESCALATED
     assert level("my vision is one of the things I worry about") is not EMERGENCY
+
+
+# --- who a reply speaks of, how sure it is, and what it cannot place (relatives and friends reporting, uncertainty,
+# a routine sign told as severe, an unplaced high-risk faculty, idioms and harmless causes) ---
+@pytest.mark.parametrize("text", [
+    "my husband's top lip has turned a greyish white",
+    "my partner says her sight has gone all blurry",
+    "my sister can't lift her eyelid properly",
+    "my friend's chin looks mottled and purple",
+    "I think my wife's nose tip is going dusky",
+    "suami aku bibirnya kok jadi putih pucat",
+    "adik saya matanya burem sebelah",
+    "ini istrinya, bibirnya kebiruan",
+    "temen aku ujung hidungnya jadi biru keunguan",
+])
+def test_a_relative_or_friend_named_alone_is_the_patient(text):
+    assert triage(text).level is EMERGENCY
+
+
+@pytest.mark.parametrize("text", [
+    "my daughter has a temperature so I'm shattered, but my cheeks look great",
+    "grandpa had a stroke a decade ago, I'm doing fine after the filler",
+    "my boyfriend's eyesight is terrible so he can't tell I had anything done, my lips are lovely",
+    "my nan's hand is weak these days, she wants filler too",
+    "anak saya lagi demam jadi aku kurang tidur, tapi bibirku aman",
+    "bapak aku dulu pernah stroke, aku sendiri aman kak",
+])
+def test_a_relatives_own_illness_beside_the_patients_own_word_is_not_escalated(text):
+    assert triage(text).level in NOT_ESCALATED
+
+
+@pytest.mark.parametrize("text", [
+    "honestly not really sure",
+    "unsure tbh",
+    "no idea to be honest",
+    "maybe??",
+    "hard to say",
+    "gatauu kak",
+    "ntahlah kak",
+    "kurang yakin sih",
+    "belum tau kak",
+])
+def test_uncertainty_is_unplaced_never_ok(text):
+    result = triage(text)
+    assert (result.level, result.basis) == (ROUTINE, "unplaced")
+
+
+@pytest.mark.parametrize("text", [
+    "the injection spots sting like crazy",
+    "my lips are itching terribly",
+    "the swelling is awful",
+    "burning so badly round the needle marks",
+    "gatelnya nyiksa banget kak",
+    "perihnya parah bgt",
+    "bengkaknya gila kak",
+])
+def test_a_routine_sign_told_as_severe_is_never_answered_as_the_mild_sign(text):
+    result = triage(text)
+    assert result.level is not OK
+    assert not (result.level is ROUTINE and result.basis == "signs")
+
+
+@pytest.mark.parametrize("text", [
+    "bengkak dikit bgt kak",
+    "just a tiny bit itchy, thanks a lot",
+])
+def test_a_mild_sign_told_as_very_small_is_still_the_mild_sign(text):
+    result = triage(text)
+    assert (result.level, result.basis) == (ROUTINE, "signs")
+
+
+@pytest.mark.parametrize("text", [
+    "a bit bruised on the cheek. my eye though, it's gone a bit strange",
+    "small bruise, and my voice is off somehow",
+    "slightly swollen lip, the colour is not right either",
+    "bit tender. my breathing feels odd",
+    "tiny bruise, my eyelid is just not right",
+    "small bruise and my eye is not ok",
+    "memar dikit kak, tapi mataku rasanya aneh",
+    "bengkak dikit, suaraku agak lain",
+])
+def test_a_high_risk_faculty_the_lexicon_cannot_place_is_read_by_a_person(text):
+    result = triage(text)
+    assert result.level is not OK
+    assert not (result.level is ROUTINE and result.basis == "signs")
+
+
+@pytest.mark.parametrize("text", [
+    "a bit bruised, eyes totally fine",
+    "slight swelling, no problems with my vision",
+    "dark circles under my eyes as usual, lip a touch swollen",
+    "bengkak dikit, mata aman kok",
+])
+def test_a_faculty_denied_praised_or_only_a_place_is_no_reason_to_hold(text):
+    assert triage(text).basis == "signs"
+
+
+@pytest.mark.parametrize("text", [
+    "you lot are miracle workers, I look years younger",
+    "I almost choked on my tea when I saw how good it looks, no lumps",
+    "aku ampe ga bisa napas saking bahagianya liat hasilnya",
+    "sae pisan hasilna, hatur nuhun kak",
+    "my skin is pale because I've had no sleep with the baby, the filler looks great",
+    "muka aku pucat krn lembur semalem, filler aman",
+    "habis makan sambel bibir kerasa panas, selebihnya aman",
+    "pipi merah krn malu dipuji temen kantor, aman kok",
+    "was nervous I'd get the grey skin the nurse talked about, but no, nothing at all",
+])
+def test_idioms_and_harmless_causes_are_no_alarm(text):
+    assert triage(text).level in NOT_ESCALATED
+
+
+@pytest.mark.parametrize("text", [
+    "my eye aches deep down behind it since the cheek filler",
+    "the pain is only in the left eye, like a pressure",
+    "mata kanan ga bisa digerakin ke samping kak abis filler",
+    "mataku pas liat tulisan jauh jadi berbayang",
+])
+def test_eye_pain_and_an_eye_that_wont_move_are_emergencies(text):
+    assert triage(text).level is EMERGENCY
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("bekas suntiknya keluar cairan kayak santan", URGENT),
+    ("the jab site is leaking stuff like custard", URGENT),
+    ("my chin went dusky for a while and then came back on its own", URGENT),
+    ("ujung hidung sempet putih bentar trus balik normal sendiri", URGENT),
+])
+def test_pus_told_by_what_leaks_and_a_colour_that_came_and_went(text, expected):
+    assert triage(text).level is expected

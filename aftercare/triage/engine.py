@@ -124,10 +124,11 @@ def _own_open_clause(index: int, tokens: Tokens, cues: Cues, lexicon: Lexicon) -
     clause, sentence, words = tokens.clause[index], tokens.sentence[index], tokens.words
     in_clause = [i for i in range(len(words)) if tokens.clause[i] == clause]
     negations = lexicon.stop_words - lexicon.words.clause_break
-    if any(words[i] in negations for i in in_clause):
+    norm = lexicon.words.norm_word
+    if any(words[i] in negations and not (i + 1 < len(words) and words[i + 1] in norm) for i in in_clause):
         return False
-    if any(tokens.clause[i] == clause for i in cues.starts("positive")):
-        return False
+    if any(tokens.clause[i] == clause and not (i and words[i - 1] in negations) for i in cues.starts("positive")):
+        return False  # praise ("eyes look great"); "not ok" is none
     for trigger in cues.triggers:
         if trigger.entry.key in _OTHER_VOICES and tokens.sentence[trigger.start] == sentence:
             return False

@@ -61,7 +61,8 @@ WATCH_PREFIX = "watch_"
 STRUCTURAL_CLASSES = ("clause_break", "scope_stop", "first_person", "list_link", "or_words", "location_prep",
                       "body_part", "opener", "context_denial", "relative", "simile", "check_word",
                       "reason", "appointment", "determiner", "writer_meta",
-                      "remote_past", "companion", "mild", "nearby")
+                      "remote_past", "companion", "mild", "nearby",
+                      "norm_word")
 _NEGATIONS = ("negation", "negation_gone", "negation_both", "negation_answer")
 _SIGN_FIELDS = {"level", "group", "label", "explainable", "explained_by", "bruise_colour", "passed_matters", "rules"}
 _FRAME_FIELDS = {"sign", "parts", "losses", "gap", "order", "needs"}
@@ -117,6 +118,7 @@ class Words:
     appointment: frozenset[str]  # "review", "kontrol": "the 2 week review" names no day after treatment
     reason: frozenset[str]  # "because", "karena": the patient's own statement starts ("worried about X because...")
     check_word: frozenset[str]  # "checked", "any", "cek": a clause that is a checklist item ("checked for pus: none")
+    norm_word: frozenset[str]  # "right", "normal": "not right" complains, it denies nothing
     nearby: frozenset[str]  # "under", "bawah": "under my eyes" is a place near the faculty, not the faculty
     mild: frozenset[str]  # "dikit", "bit": "dikit bgt" is very little, not very much
     companion: frozenset[str]  # "friend", "temen": someone the writer may report for, like a relative
