@@ -356,6 +356,9 @@ def test_a_faculty_denied_praised_or_only_a_place_is_no_reason_to_hold(text):
     "habis makan sambel bibir kerasa panas, selebihnya aman",
     "pipi merah krn malu dipuji temen kantor, aman kok",
     "was nervous I'd get the grey skin the nurse talked about, but no, nothing at all",
+    "scared I'd end up with white blotches like my cousin, but nope, all clear",
+    "wajahku kliatan pucat soalnya blm pake bedak, filler aman",
+    "pipiku merah tapi karena ketawa terus sama temen, aman kak",
 ])
 def test_idioms_and_harmless_causes_are_no_alarm(text):
     assert triage(text).level in NOT_ESCALATED
@@ -379,3 +382,11 @@ def test_eye_pain_and_an_eye_that_wont_move_are_emergencies(text):
 ])
 def test_pus_told_by_what_leaks_and_a_colour_that_came_and_went(text, expected):
     assert triage(text).level is expected
+
+
+@pytest.mark.parametrize("text", [
+    "a spot beside the filler has gone the colour of cold semolina",
+    "there's a patch by my lip the shade of oatmeal",
+])
+def test_a_pale_colour_told_by_a_pale_food_is_blanching(text):
+    assert triage(text).level is EMERGENCY
