@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import NamedTuple
 
 from aftercare.triage.phrases import CompiledPhrase
 from aftercare.triage.text import Tokens
 
 _CACHE_LIMIT = 50_000
+_UNSEEN = object()  # a word not looked up yet (None: a word no phrase starts at)
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # compared and hashed by identity: cheap in the hot loop
@@ -36,8 +39,9 @@ class Match(NamedTuple):
     end: int  # one past the last token
 
 
-# A phrase to try at a token: (kind, entry, its regex's match method, words of which one must be in the reply).
-_Attempt = tuple[str, Entry, Callable[..., "re.Match[str] | None"], frozenset[str]]
+# A phrase to try at a token: (its place among the word's candidates, kind, entry, its regex's match method, words
+# of which one must be in the reply). The place orders the phrases found at one token the same way in every run.
+_Attempt = tuple[int, str, Entry, Callable[..., "re.Match[str] | None"], frozenset[str]]
 
 
 class _Candidates(NamedTuple):
@@ -49,19 +53,8 @@ class _Candidates(NamedTuple):
     by_key: dict[str, tuple[_Attempt, ...]]  # required word -> the phrases that need it
 
 
+_place = itemgetter(0)
 _new_match = tuple.__new__  # builds a Match without the Python-level NamedTuple constructor (hot loop)
-
-
-class _CandidateCache(dict[str, "_Candidates | None"]):
-    """word -> the phrases that may start at it (None: no phrase), looked up once per word ever seen."""
-
-    def __init__(self, make: Callable[[str], _Candidates | None]):
-        super().__init__()
-        self._make = make
-
-    def __missing__(self, word: str) -> _Candidates | None:
-        found = self[word] = self._make(word)
-        return found
 
 
 class PhraseMatcher:
@@ -85,16 +78,19 @@ class PhraseMatcher:
             if phrase.starts_with_number:
                 self._by_number.append(entry)
         self._prefix_lengths = sorted({len(prefix) for prefix in self._by_prefix})
-        self._cache = _CandidateCache(self._candidates)
+        self._cache: dict[str, _Candidates | None] = {}
 
     def candidates(self, word: str) -> tuple[Entry, ...]:
         """Every phrase that may start at `word` (for tests and tools)."""
         return tuple(self._lookup(word))
 
     def _candidates(self, word: str) -> _Candidates | None:
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        return self._sorted(self._lookup(word))
+        """The phrases that may start at `word`, worked out once per word ever seen."""
+        cache = self._cache
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        found = cache[word] = self._sorted(self._lookup(word))
+        return found
 
     @staticmethod
     def _sorted(entries: list[Entry]) -> _Candidates | None:
@@ -102,11 +98,11 @@ class PhraseMatcher:
             return None  # many words start no phrase at all
         by_key: dict[str, list[tuple]] = {}
         always = []
-        for entry in entries:
+        for place, entry in enumerate(entries):
             phrase = entry.phrase
             if phrase.single_word:
                 continue
-            attempt = (entry.kind, entry, phrase.regex.match, phrase.also_required)
+            attempt = (place, entry.kind, entry, phrase.regex.match, phrase.also_required)
             if not phrase.required:
                 always.append(attempt)
             for key in phrase.required:
@@ -129,24 +125,34 @@ class PhraseMatcher:
         return list(found.values())
 
     def find(self, tokens: Tokens) -> defaultdict[str, list[Match]]:
-        """Every phrase found, by entry kind (a kind with nothing found reads as an empty list). A phrase listed
-        under two of its required words may be found twice; every consumer tolerates that."""
+        """Every phrase found, by entry kind (a kind with nothing found reads as an empty list), those found at one
+        token in the order of the candidates. A phrase listed under two of its required words may be found twice
+        (one after the other); every consumer tolerates that."""
         found: defaultdict[str, list[Match]] = defaultdict(list)
         present, cache, joined, starts = tokens.present, self._cache, tokens.joined, tokens.starts
+        new_match, make = _new_match, self._candidates
         for index, word in enumerate(tokens.words):
-            candidates = cache[word]
+            candidates = cache.get(word, _UNSEEN)
             if candidates is None:
                 continue
+            if candidates is _UNSEEN:
+                candidates = make(word)
+                if candidates is None:
+                    continue
             singles, attempts, keys, by_key = candidates
             for kind, entry in singles:
-                found[kind].append(_new_match(Match, (entry, index, index + 1)))
+                found[kind].append(new_match(Match, (entry, index, index + 1)))
             if keys:
-                for key in keys.intersection(present):
-                    attempts += by_key[key]
-            for kind, entry, match, also_required in attempts:
+                hits = present.intersection(keys)
+                if hits:
+                    if len(hits) == 1:
+                        attempts += by_key[hits.pop()]
+                    else:  # set order varies from run to run: the candidates' own order keeps results stable
+                        attempts += tuple(sorted([attempt for key in hits for attempt in by_key[key]], key=_place))
+            for _, kind, entry, match, also_required in attempts:
                 if also_required and also_required.isdisjoint(present):
                     continue
                 hit = match(joined, starts[index])
                 if hit is not None:
-                    found[kind].append(_new_match(Match, (entry, index, tokens.index_at(hit.end()))))
+                    found[kind].append(new_match(Match, (entry, index, bisect_left(starts, hit.end()))))
         return found
