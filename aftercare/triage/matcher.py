@@ -39,9 +39,8 @@ class Match(NamedTuple):
     end: int  # one past the last token
 
 
-# A phrase to try at a token: (its place among the word's candidates, kind, entry, its regex's match method, words
-# of which one must be in the reply). The place orders the phrases found at one token the same way in every run.
-_Attempt = tuple[int, str, Entry, Callable[..., "re.Match[str] | None"], frozenset[str]]
+# A phrase to try at a token: (kind, entry, its regex's match method, words of which one must be in the reply).
+_Attempt = tuple[str, Entry, Callable[..., "re.Match[str] | None"], frozenset[str]]
 
 
 class _Candidates(NamedTuple):
@@ -50,7 +49,10 @@ class _Candidates(NamedTuple):
     singles: tuple[tuple[str, Entry], ...]  # the phrase is this one word: found in the index means matched
     always: tuple[_Attempt, ...]  # no plain required word to test: always tried
     keys: frozenset[str]  # required words of the remaining phrases
-    by_key: dict[str, tuple[_Attempt, ...]]  # required word -> the phrases that need it
+    # the required words a reply holds -> `always` and the phrases needing one of them, in the candidates' own order
+    # (set order varies from run to run); filled as replies come
+    combined: dict[frozenset[str], tuple[_Attempt, ...]]
+    by_key: dict[str, tuple[tuple[int, _Attempt], ...]]  # required word -> (place among the candidates, phrase)
 
 
 _place = itemgetter(0)
@@ -96,19 +98,29 @@ class PhraseMatcher:
     def _sorted(entries: list[Entry]) -> _Candidates | None:
         if not entries:
             return None  # many words start no phrase at all
-        by_key: dict[str, list[tuple]] = {}
+        by_key: dict[str, list[tuple[int, _Attempt]]] = {}
         always = []
         for place, entry in enumerate(entries):
             phrase = entry.phrase
             if phrase.single_word:
                 continue
-            attempt = (place, entry.kind, entry, phrase.regex.match, phrase.also_required)
+            attempt = (entry.kind, entry, phrase.regex.match, phrase.also_required)
             if not phrase.required:
                 always.append(attempt)
             for key in phrase.required:
-                by_key.setdefault(key, []).append(attempt)
+                by_key.setdefault(key, []).append((place, attempt))
         return _Candidates(singles=tuple((e.kind, e) for e in entries if e.phrase.single_word), always=tuple(always),
-                           keys=frozenset(by_key), by_key={key: tuple(found) for key, found in by_key.items()})
+                           keys=frozenset(by_key), combined={},
+                           by_key={key: tuple(found) for key, found in by_key.items()})
+
+    @staticmethod
+    def _combined(candidates: _Candidates, hits: frozenset[str]) -> tuple[_Attempt, ...]:
+        """`always` and every phrase needing a word of `hits`, once for each such word it needs (a phrase listed under
+        two words the reply holds is tried twice, as it always was), in the candidates' order."""
+        by_key = candidates.by_key
+        needing = sorted((pair for key in hits for pair in by_key[key]), key=_place)
+        found = candidates.combined[hits] = candidates.always + tuple(attempt for _, attempt in needing)
+        return found
 
     def _lookup(self, word: str) -> list[Entry]:
         found: dict[int, Entry] = {}
@@ -129,8 +141,9 @@ class PhraseMatcher:
         token in the order of the candidates. A phrase listed under two of its required words may be found twice
         (one after the other); every consumer tolerates that."""
         found: defaultdict[str, list[Match]] = defaultdict(list)
-        present, cache, joined, starts = tokens.present, self._cache, tokens.joined, tokens.starts
-        new_match, make = _new_match, self._candidates
+        cache, joined, starts = self._cache, tokens.joined, tokens.starts
+        present = tokens.present
+        new_match, make, combined = _new_match, self._candidates, self._combined
         for index, word in enumerate(tokens.words):
             candidates = cache.get(word, _UNSEEN)
             if candidates is None:
@@ -139,17 +152,14 @@ class PhraseMatcher:
                 candidates = make(word)
                 if candidates is None:
                     continue
-            singles, attempts, keys, by_key = candidates
+            singles, attempts, keys, known, _ = candidates
             for kind, entry in singles:
                 found[kind].append(new_match(Match, (entry, index, index + 1)))
             if keys:
-                hits = present.intersection(keys)
+                hits = keys.intersection(present)  # a frozenset: the key of the phrases to try
                 if hits:
-                    if len(hits) == 1:
-                        attempts += by_key[hits.pop()]
-                    else:  # set order varies from run to run: the candidates' own order keeps results stable
-                        attempts += tuple(sorted([attempt for key in hits for attempt in by_key[key]], key=_place))
-            for _, kind, entry, match, also_required in attempts:
+                    attempts = known.get(hits) or combined(candidates, hits)
+            for kind, entry, match, also_required in attempts:
                 if also_required and also_required.isdisjoint(present):
                     continue
                 hit = match(joined, starts[index])
