@@ -39,8 +39,8 @@ class Match(NamedTuple):
     end: int  # one past the last token
 
 
-# A phrase to try at a token: (kind, entry, its regex's match method, words of which one must be in the reply).
-_Attempt = tuple[str, Entry, Callable[..., "re.Match[str] | None"], frozenset[str]]
+# A phrase to try at a token: (kind, entry, its regex's match method).
+_Attempt = tuple[str, Entry, Callable[..., "re.Match[str] | None"]]
 
 
 class _Candidates(NamedTuple):
@@ -48,11 +48,12 @@ class _Candidates(NamedTuple):
 
     singles: tuple[tuple[str, Entry], ...]  # the phrase is this one word: found in the index means matched
     always: tuple[_Attempt, ...]  # no plain required word to test: always tried
-    keys: frozenset[str]  # required words of the remaining phrases
-    # the required words a reply holds -> `always` and the phrases needing one of them, in the candidates' own order
-    # (set order varies from run to run); filled as replies come
+    keys: frozenset[str]  # required words (both tests) of the remaining phrases
+    # the required words a reply holds -> `always` and the phrases whose two tests they pass, in the candidates' own
+    # order (set order varies from run to run); filled as replies come
     combined: dict[frozenset[str], tuple[_Attempt, ...]]
-    by_key: dict[str, tuple[tuple[int, _Attempt], ...]]  # required word -> (place among the candidates, phrase)
+    # required word -> (place among the candidates, phrase, words of which one must be in the reply too)
+    by_key: dict[str, tuple[tuple[int, _Attempt, frozenset[str]], ...]]
 
 
 _place = itemgetter(0)
@@ -98,28 +99,32 @@ class PhraseMatcher:
     def _sorted(entries: list[Entry]) -> _Candidates | None:
         if not entries:
             return None  # many words start no phrase at all
-        by_key: dict[str, list[tuple[int, _Attempt]]] = {}
+        by_key: dict[str, list[tuple[int, _Attempt, frozenset[str]]]] = {}
+        also: set[str] = set()
         always = []
         for place, entry in enumerate(entries):
             phrase = entry.phrase
             if phrase.single_word:
                 continue
-            attempt = (entry.kind, entry, phrase.regex.match, phrase.also_required)
-            if not phrase.required:
+            attempt = (entry.kind, entry, phrase.regex.match)
+            if not phrase.required:  # then it has no `also_required` either
                 always.append(attempt)
             for key in phrase.required:
-                by_key.setdefault(key, []).append((place, attempt))
+                by_key.setdefault(key, []).append((place, attempt, phrase.also_required))
+            also |= phrase.also_required
         return _Candidates(singles=tuple((e.kind, e) for e in entries if e.phrase.single_word), always=tuple(always),
-                           keys=frozenset(by_key), combined={},
+                           keys=frozenset(by_key).union(also), combined={},
                            by_key={key: tuple(found) for key, found in by_key.items()})
 
     @staticmethod
     def _combined(candidates: _Candidates, hits: frozenset[str]) -> tuple[_Attempt, ...]:
-        """`always` and every phrase needing a word of `hits`, once for each such word it needs (a phrase listed under
-        two words the reply holds is tried twice, as it always was), in the candidates' order."""
+        """`always` and every phrase needing a word of `hits` and, if it has them, one of its `also_required` words,
+        once for each of its required words in `hits` (a phrase listed under two words the reply holds is tried twice,
+        as it always was), in the candidates' order."""
         by_key = candidates.by_key
-        needing = sorted((pair for key in hits for pair in by_key[key]), key=_place)
-        found = candidates.combined[hits] = candidates.always + tuple(attempt for _, attempt in needing)
+        needing = sorted((found for key in hits if key in by_key for found in by_key[key]
+                          if not found[2] or not found[2].isdisjoint(hits)), key=_place)
+        found = candidates.combined[hits] = candidates.always + tuple(attempt for _, attempt, _ in needing)
         return found
 
     def _lookup(self, word: str) -> list[Entry]:
@@ -158,10 +163,10 @@ class PhraseMatcher:
             if keys:
                 hits = keys.intersection(present)  # a frozenset: the key of the phrases to try
                 if hits:
-                    attempts = known.get(hits) or combined(candidates, hits)
-            for kind, entry, match, also_required in attempts:
-                if also_required and also_required.isdisjoint(present):
-                    continue
+                    attempts = known.get(hits)
+                    if attempts is None:
+                        attempts = combined(candidates, hits)
+            for kind, entry, match in attempts:
                 hit = match(joined, starts[index])
                 if hit is not None:
                     found[kind].append(new_match(Match, (entry, index, bisect_left(starts, hit.end()))))

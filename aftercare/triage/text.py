@@ -5,11 +5,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_left
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from itertools import accumulate, chain
-from operator import itemgetter
-from typing import NamedTuple
+from itertools import accumulate
 
 STOP_MARK = "!"
 # Punctuation tokens kept in the stream: they bound sentences and clauses.
@@ -127,36 +125,12 @@ class Tokens:
         return end > 0 and self.words[end - 1] == QUESTION
 
 
-class _Chunk(NamedTuple):
-    """One whitespace chunk of a reply ("pain,"), tokenized once: its words, its words as they stand in `joined`
-    (each followed by one space, stop words marked) and the width each takes there."""
-
-    words: tuple[str, ...]
-    shown: str
-    widths: tuple[int, ...]
-
-
-class _ChunkCache(dict[str, _Chunk]):
-    def __init__(self, make: Callable[[str], _Chunk]):
-        super().__init__()
-        self._make = make
-
-    def __missing__(self, chunk: str) -> _Chunk:
-        if len(self) >= _CHUNKS_LIMIT:
-            self.clear()
-        found = self[chunk] = self._make(chunk)
-        return found
-
-
-_words_of, _shown_of, _widths_of = itemgetter(0), itemgetter(1), itemgetter(2)
-
-
 class Tokenizer:
     """Tokenizes replies for one lexicon: its clause-break words ("but", "tapi") and its stop words.
 
     Stop words ("not", "but", "tapi"...) are marked with a "!" in `joined`: lexicon gaps skip any word but
     those (see phrases.py), so "red but not spreading" is never read as "red ... spreading". Replies reuse a
-    small vocabulary, so each whitespace chunk ("pain,") is tokenized once and remembered, with its part of `joined`.
+    small vocabulary, so each whitespace chunk ("pain,") is tokenized once and remembered.
     """
 
     def __init__(self, clause_breaks: Collection[str], stop_words: Collection[str] = (),
@@ -165,49 +139,46 @@ class Tokenizer:
         self._emoji_words = dict(emoji_words or {})  # "🤒" -> " fever ": a reply may be only an emoji
         self._stops = frozenset(stop_words)
         self._boundaries = PUNCTUATION | self.clause_breaks
-        self._chunks = _ChunkCache(self._chunk)
+        self._chunks: dict[str, tuple[str, ...]] = {}
 
-    def _chunk(self, chunk: str) -> _Chunk:
-        words = _chunk_words(chunk)
-        shown = [STOP_MARK + word if word in self._stops else word for word in words]
-        return _Chunk(words, "".join(word + " " for word in shown), tuple(len(word) + 1 for word in shown))
+    def _chunk(self, chunk: str) -> tuple[str, ...]:
+        if len(self._chunks) >= _CHUNKS_LIMIT:
+            self._chunks.clear()
+        found = self._chunks[chunk] = _chunk_words(chunk)
+        return found
 
     def tokenize(self, text: str) -> Tokens:
+        chunks, stops = self._chunks, self._stops
         if not text.isascii():
             for emoji, word in self._emoji_words.items():
                 if emoji in text:
                     text = text.replace(emoji, word)
-        chunks = list(map(self._chunks.__getitem__, _prepared(text).split()))
-        words = list(chain.from_iterable(map(_words_of, chunks)))
-        starts = list(accumulate(chain.from_iterable(map(_widths_of, chunks)), initial=0))
+        words = [word for chunk in _prepared(text).split() for word in (chunks.get(chunk) or self._chunk(chunk))]
+        shown = [STOP_MARK + word if word in stops else word for word in words]
+        starts = list(accumulate([len(word) + 1 for word in shown], initial=0))
         starts.pop()
         present = set(words)
         sentence, clause = self._number(words, present)
-        return Tokens(words=words, joined="".join(map(_shown_of, chunks)) if words else " ", starts=starts,
-                      sentence=sentence, clause=clause, present=present)
+        return Tokens(words=words, joined=" ".join(shown) + " ", starts=starts, sentence=sentence, clause=clause,
+                      present=present)
 
     def _number(self, words: list[str], present: set[str]) -> tuple[list[int], list[int]]:
-        """A stop or question mark ends a sentence; a comma or a word like "but" starts a new clause. The numbers
-        are laid down a run at a time, between the few boundary tokens."""
-        boundaries, breaks, length = self._boundaries, self.clause_breaks, len(words)
-        if boundaries.isdisjoint(present):  # one clause: nothing to count (many short replies)
-            return [0] * length, [0] * length
+        """A stop or question mark ends a sentence; a comma or a word like "but" starts a new clause."""
+        breaks = self.clause_breaks
+        if self._boundaries.isdisjoint(present):  # one clause: nothing to count (many short replies)
+            return [0] * len(words), [0] * len(words)
         sentence: list[int] = []
         clause: list[int] = []
-        sentence_from = current_sentence = clause_from = current_clause = 0
-        for index in [index for index, word in enumerate(words) if word in boundaries]:
-            word = words[index]
-            if word in breaks:  # the break word opens the new clause
-                clause += [current_clause] * (index - clause_from)
-                clause_from, current_clause = index, current_clause + 1
-            if word in PUNCTUATION:  # the mark closes its clause (and a stop its sentence)
-                clause += [current_clause] * (index + 1 - clause_from)
-                clause_from, current_clause = index + 1, current_clause + 1
+        current_sentence = current_clause = 0
+        for word in words:
+            if word in breaks:
+                current_clause += 1
+            sentence.append(current_sentence)
+            clause.append(current_clause)
+            if word in PUNCTUATION:
+                current_clause += 1
                 if word != COMMA:
-                    sentence += [current_sentence] * (index + 1 - sentence_from)
-                    sentence_from, current_sentence = index + 1, current_sentence + 1
-        clause += [current_clause] * (length - clause_from)
-        sentence += [current_sentence] * (length - sentence_from)
+                    current_sentence += 1
         return sentence, clause
 
 
