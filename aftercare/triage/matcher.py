@@ -14,7 +14,6 @@ from aftercare.triage.phrases import CompiledPhrase
 from aftercare.triage.text import Tokens
 
 _CACHE_LIMIT = 50_000
-_UNSEEN = object()  # a word not looked up yet (None: a word no phrase starts at)
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # compared and hashed by identity: cheap in the hot loop
@@ -60,6 +59,18 @@ _place = itemgetter(0)
 _new_match = tuple.__new__  # builds a Match without the Python-level NamedTuple constructor (hot loop)
 
 
+class _CandidateCache(dict[str, "_Candidates | None"]):
+    """word -> the phrases that may start at it (None: no phrase), looked up once per word ever seen."""
+
+    def __init__(self, make: Callable[[str], _Candidates | None]):
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, word: str) -> _Candidates | None:
+        found = self[word] = self._make(word)
+        return found
+
+
 class PhraseMatcher:
     """Indexes phrases by their possible first word so a reply costs a few dict lookups per token.
 
@@ -81,19 +92,16 @@ class PhraseMatcher:
             if phrase.starts_with_number:
                 self._by_number.append(entry)
         self._prefix_lengths = sorted({len(prefix) for prefix in self._by_prefix})
-        self._cache: dict[str, _Candidates | None] = {}
+        self._cache = _CandidateCache(self._candidates)
 
     def candidates(self, word: str) -> tuple[Entry, ...]:
         """Every phrase that may start at `word` (for tests and tools)."""
         return tuple(self._lookup(word))
 
     def _candidates(self, word: str) -> _Candidates | None:
-        """The phrases that may start at `word`, worked out once per word ever seen."""
-        cache = self._cache
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        found = cache[word] = self._sorted(self._lookup(word))
-        return found
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        return self._sorted(self._lookup(word))
 
     @staticmethod
     def _sorted(entries: list[Entry]) -> _Candidates | None:
@@ -148,15 +156,11 @@ class PhraseMatcher:
         found: defaultdict[str, list[Match]] = defaultdict(list)
         cache, joined, starts = self._cache, tokens.joined, tokens.starts
         present = tokens.present
-        new_match, make, combined = _new_match, self._candidates, self._combined
+        new_match, combined = _new_match, self._combined
         for index, word in enumerate(tokens.words):
-            candidates = cache.get(word, _UNSEEN)
+            candidates = cache[word]
             if candidates is None:
                 continue
-            if candidates is _UNSEEN:
-                candidates = make(word)
-                if candidates is None:
-                    continue
             singles, attempts, keys, known, _ = candidates
             for kind, entry in singles:
                 found[kind].append(new_match(Match, (entry, index, index + 1)))
