@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import NamedTuple
 
 from aftercare.triage.phrases import CompiledPhrase
@@ -36,8 +38,8 @@ class Match(NamedTuple):
     end: int  # one past the last token
 
 
-# A phrase to try at a token: (kind, entry, its regex's match method, words of which one must be in the reply).
-_Attempt = tuple[str, Entry, Callable[..., "re.Match[str] | None"], frozenset[str]]
+# A phrase to try at a token: (kind, entry, its regex's match method).
+_Attempt = tuple[str, Entry, Callable[..., "re.Match[str] | None"]]
 
 
 class _Candidates(NamedTuple):
@@ -45,10 +47,15 @@ class _Candidates(NamedTuple):
 
     singles: tuple[tuple[str, Entry], ...]  # the phrase is this one word: found in the index means matched
     always: tuple[_Attempt, ...]  # no plain required word to test: always tried
-    keys: frozenset[str]  # required words of the remaining phrases
-    by_key: dict[str, tuple[_Attempt, ...]]  # required word -> the phrases that need it
+    keys: frozenset[str]  # required words (both tests) of the remaining phrases
+    # the required words a reply holds -> `always` and the phrases whose two tests they pass, in the candidates' own
+    # order (set order varies from run to run); filled as replies come
+    combined: dict[frozenset[str], tuple[_Attempt, ...]]
+    # required word -> (place among the candidates, phrase, words of which one must be in the reply too)
+    by_key: dict[str, tuple[tuple[int, _Attempt, frozenset[str]], ...]]
 
 
+_place = itemgetter(0)
 _new_match = tuple.__new__  # builds a Match without the Python-level NamedTuple constructor (hot loop)
 
 
@@ -100,19 +107,33 @@ class PhraseMatcher:
     def _sorted(entries: list[Entry]) -> _Candidates | None:
         if not entries:
             return None  # many words start no phrase at all
-        by_key: dict[str, list[tuple]] = {}
+        by_key: dict[str, list[tuple[int, _Attempt, frozenset[str]]]] = {}
+        also: set[str] = set()
         always = []
-        for entry in entries:
+        for place, entry in enumerate(entries):
             phrase = entry.phrase
             if phrase.single_word:
                 continue
-            attempt = (entry.kind, entry, phrase.regex.match, phrase.also_required)
-            if not phrase.required:
+            attempt = (entry.kind, entry, phrase.regex.match)
+            if not phrase.required:  # then it has no `also_required` either
                 always.append(attempt)
             for key in phrase.required:
-                by_key.setdefault(key, []).append(attempt)
+                by_key.setdefault(key, []).append((place, attempt, phrase.also_required))
+            also |= phrase.also_required
         return _Candidates(singles=tuple((e.kind, e) for e in entries if e.phrase.single_word), always=tuple(always),
-                           keys=frozenset(by_key), by_key={key: tuple(found) for key, found in by_key.items()})
+                           keys=frozenset(by_key).union(also), combined={},
+                           by_key={key: tuple(found) for key, found in by_key.items()})
+
+    @staticmethod
+    def _combined(candidates: _Candidates, hits: frozenset[str]) -> tuple[_Attempt, ...]:
+        """`always` and every phrase needing a word of `hits` and, if it has them, one of its `also_required` words,
+        once for each of its required words in `hits` (a phrase listed under two words the reply holds is tried twice,
+        as it always was), in the candidates' order."""
+        by_key = candidates.by_key
+        needing = sorted((found for key in hits if key in by_key for found in by_key[key]
+                          if not found[2] or not found[2].isdisjoint(hits)), key=_place)
+        found = candidates.combined[hits] = candidates.always + tuple(attempt for _, attempt, _ in needing)
+        return found
 
     def _lookup(self, word: str) -> list[Entry]:
         found: dict[int, Entry] = {}
@@ -129,24 +150,28 @@ class PhraseMatcher:
         return list(found.values())
 
     def find(self, tokens: Tokens) -> defaultdict[str, list[Match]]:
-        """Every phrase found, by entry kind (a kind with nothing found reads as an empty list). A phrase listed
-        under two of its required words may be found twice; every consumer tolerates that."""
+        """Every phrase found, by entry kind (a kind with nothing found reads as an empty list), those found at one
+        token in the order of the candidates. A phrase listed under two of its required words may be found twice
+        (one after the other); every consumer tolerates that."""
         found: defaultdict[str, list[Match]] = defaultdict(list)
-        present, cache, joined, starts = tokens.present, self._cache, tokens.joined, tokens.starts
+        cache, joined, starts = self._cache, tokens.joined, tokens.starts
+        present = tokens.present
+        new_match, combined = _new_match, self._combined
         for index, word in enumerate(tokens.words):
             candidates = cache[word]
             if candidates is None:
                 continue
-            singles, attempts, keys, by_key = candidates
+            singles, attempts, keys, known, _ = candidates
             for kind, entry in singles:
-                found[kind].append(_new_match(Match, (entry, index, index + 1)))
+                found[kind].append(new_match(Match, (entry, index, index + 1)))
             if keys:
-                for key in keys.intersection(present):
-                    attempts += by_key[key]
-            for kind, entry, match, also_required in attempts:
-                if also_required and also_required.isdisjoint(present):
-                    continue
+                hits = keys.intersection(present)  # a frozenset: the key of the phrases to try
+                if hits:
+                    attempts = known.get(hits)
+                    if attempts is None:
+                        attempts = combined(candidates, hits)
+            for kind, entry, match in attempts:
                 hit = match(joined, starts[index])
                 if hit is not None:
-                    found[kind].append(_new_match(Match, (entry, index, tokens.index_at(hit.end()))))
+                    found[kind].append(new_match(Match, (entry, index, bisect_left(starts, hit.end()))))
         return found

@@ -7,7 +7,7 @@ import unicodedata
 from bisect import bisect_left
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, chain
 
 STOP_MARK = "!"
 # Punctuation tokens kept in the stream: they bound sentences and clauses.
@@ -15,7 +15,9 @@ COMMA, STOP, QUESTION = ",", ".", "?"
 PUNCTUATION = frozenset({COMMA, STOP, QUESTION})
 
 _SHORTHANDS = (("w/o", " without "), ("w/", " with "), ("b/c", " because "), ("°", " c "), ("&", " and "))
-_APOSTROPHE = re.compile(r"(?<=[a-z])['’‘`´](?=[a-z])")
+# An apostrophe between two letters. The mark comes first and the letter before it is checked behind it: a pattern
+# opening with a look-behind is tried at every character, one opening with a character set is scanned for quickly.
+_APOSTROPHE = re.compile(r"['’‘`´](?<=[a-z].)(?=[a-z])")
 # Texting stretches letters ("sooo", "sakiiit") and typos drop doubles ("sweling"), so every run of one
 # letter is folded to a single letter, in the text and in the lexicons alike.
 _RUNS = re.compile(r"([a-z])\1+")
@@ -125,6 +127,17 @@ class Tokens:
         return end > 0 and self.words[end - 1] == QUESTION
 
 
+class _ChunkCache(dict[str, tuple[str, ...]]):
+    """chunk -> its tokens, worked out on first sight (a lookup that misses calls __missing__ from C: no Python-level
+    test per chunk)."""
+
+    def __missing__(self, chunk: str) -> tuple[str, ...]:
+        if len(self) >= _CHUNKS_LIMIT:
+            self.clear()
+        found = self[chunk] = _chunk_words(chunk)
+        return found
+
+
 class Tokenizer:
     """Tokenizes replies for one lexicon: its clause-break words ("but", "tapi") and its stop words.
 
@@ -139,21 +152,15 @@ class Tokenizer:
         self._emoji_words = dict(emoji_words or {})  # "🤒" -> " fever ": a reply may be only an emoji
         self._stops = frozenset(stop_words)
         self._boundaries = PUNCTUATION | self.clause_breaks
-        self._chunks: dict[str, tuple[str, ...]] = {}
-
-    def _chunk(self, chunk: str) -> tuple[str, ...]:
-        if len(self._chunks) >= _CHUNKS_LIMIT:
-            self._chunks.clear()
-        found = self._chunks[chunk] = _chunk_words(chunk)
-        return found
+        self._chunks = _ChunkCache()
 
     def tokenize(self, text: str) -> Tokens:
-        chunks, stops = self._chunks, self._stops
+        stops = self._stops
         if not text.isascii():
             for emoji, word in self._emoji_words.items():
                 if emoji in text:
                     text = text.replace(emoji, word)
-        words = [word for chunk in _prepared(text).split() for word in (chunks.get(chunk) or self._chunk(chunk))]
+        words = list(chain.from_iterable(map(self._chunks.__getitem__, _prepared(text).split())))
         shown = [STOP_MARK + word if word in stops else word for word in words]
         starts = list(accumulate([len(word) + 1 for word in shown], initial=0))
         starts.pop()
