@@ -51,7 +51,8 @@ def test_dangerous_reply_is_paged_repaged_acknowledged_and_resolved(env, tmp_pat
                                   twilio_url=twilio.base_url, smtp_port=smtp.port, PUBLIC_URL=PUBLIC_URL)
         worker = start_worker(process_env, beat=True, log=tmp_path / "worker.log")
         try:
-            assert wait_until(lambda: len(_sms_to(twilio, PATIENT)) >= 1, timeout=30)
+            # Both due SMS (the warning signs and the check-in) first: they may arrive in either order.
+            assert wait_until(lambda: len(_sms_to(twilio, PATIENT)) >= 2, timeout=30)
             assert any("reply yes or no" in m["body"].lower() for m in _sms_to(twilio, PATIENT)), "a check-in arrives"
             reminders_before = len(_sms_to(twilio, PATIENT))
 
