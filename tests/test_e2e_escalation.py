@@ -7,15 +7,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis
 from sqlalchemy import func, select
 
 from aftercare.db import session_scope
 from aftercare.models import Escalation, MessageKind, MessageStatus, ScheduledMessage
 from tests.cli_helpers import add_clinic, cli_json, enroll
-from tests.conftest import REDIS_URL, configure
+from tests.conftest import configure
 from tests.fakes.smtp import FakeSmtp
 from tests.fakes.twilio_api import FakeTwilio
+from tests.faults.harness import PrivateRedis
 from tests.processes import AUTH_TOKEN, service_env, start_worker, stop, wait_until
 from tests.web_helpers import PUBLIC_URL, serve_app
 
@@ -37,8 +37,6 @@ def _held_reminders() -> int:
 
 def test_dangerous_reply_is_paged_repaged_acknowledged_and_resolved(env, tmp_path, monkeypatch):
     configure(monkeypatch, twilio_auth_token=AUTH_TOKEN, public_url=PUBLIC_URL)
-    broker = REDIS_URL.rsplit("/", 1)[0] + "/10"
-    redis.Redis.from_url(broker).flushdb()
     add_clinic(quiet_hours="00:00-00:00")
     cli_json("oncall", "add", "--clinic", "glow", "--name", "Dr A", "--phone", DOCTOR_A, "--email", "a@glow.example")
     cli_json("oncall", "add", "--clinic", "glow", "--name", "Dr B", "--phone", DOCTOR_B, "--email", "b@glow.example")
@@ -46,8 +44,9 @@ def test_dangerous_reply_is_paged_repaged_acknowledged_and_resolved(env, tmp_pat
     treated = (datetime.now(UTC) - timedelta(hours=5)).replace(microsecond=0).isoformat()
     enrollment = enroll(phone=PATIENT, treated_at=treated)
 
-    with FakeTwilio(auth_token=AUTH_TOKEN) as twilio, FakeSmtp() as smtp, serve_app() as web:
-        process_env = service_env(database_url=env["database_url"], broker_url=broker, home=tmp_path / "svc",
+    with (PrivateRedis(tmp_path / "redis") as broker, FakeTwilio(auth_token=AUTH_TOKEN) as twilio, FakeSmtp() as smtp,
+          serve_app() as web):
+        process_env = service_env(database_url=env["database_url"], broker_url=broker.url, home=tmp_path / "svc",
                                   twilio_url=twilio.base_url, smtp_port=smtp.port, PUBLIC_URL=PUBLIC_URL)
         worker = start_worker(process_env, beat=True, log=tmp_path / "worker.log")
         try:

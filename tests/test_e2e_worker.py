@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis
 from sqlalchemy import func, select
 
 from aftercare.db import session_scope
 from aftercare.models import MessageStatus, ScheduledMessage
 from tests.cli_helpers import add_clinic, enroll
-from tests.conftest import REDIS_URL
 from tests.fakes.smtp import FakeSmtp
 from tests.fakes.twilio_api import FakeTwilio
+from tests.faults.harness import PrivateRedis
 from tests.processes import AUTH_TOKEN, service_env, start_worker, stop, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def broker_url() -> str:
-    url = REDIS_URL.rsplit("/", 1)[0] + "/11"
-    redis.Redis.from_url(url).flushdb()
-    return url
+def broker_url(tmp_path) -> Iterator[str]:
+    with PrivateRedis(tmp_path / "redis") as private:  # never flush the machine's shared Redis
+        yield private.url
 
 
 def _due_rows() -> list[ScheduledMessage]:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import phonenumbers
 import pytest
-import redis
 
 from tests.cli_helpers import add_clinic, cli_json
-from tests.conftest import REDIS_URL, configure
+from tests.conftest import configure
 from tests.fakes.smtp import FakeSmtp
 from tests.fakes.twilio_api import FakeTwilio
+from tests.faults.harness import PrivateRedis
 from tests.processes import ACCOUNT_SID, AUTH_TOKEN, ROOT, TWILIO_FROM, service_env, stop, wait_until
 from tests.web_helpers import PUBLIC_URL, serve_app
 
@@ -68,10 +68,9 @@ def _treated(hours: float) -> str:
 
 def test_a_whole_flow_logs_no_phone_number_email_address_or_message_body(env, tmp_path, monkeypatch, caplog):
     caplog.set_level(logging.INFO)
-    broker = REDIS_URL.rsplit("/", 1)[0] + "/13"
-    redis.Redis.from_url(broker).flushdb()
     worker_log = tmp_path / "worker.log"
-    with FakeTwilio(auth_token=AUTH_TOKEN) as twilio, FakeSmtp() as smtp:
+    with PrivateRedis(tmp_path / "redis") as private, FakeTwilio(auth_token=AUTH_TOKEN) as twilio, FakeSmtp() as smtp:
+        broker = private.url
         channels = {"sms_channel": "twilio", "twilio_account_sid": ACCOUNT_SID, "twilio_auth_token": AUTH_TOKEN,
                     "twilio_from": TWILIO_FROM, "twilio_api_base_url": twilio.base_url, "email_channel": "smtp",
                     "smtp_host": "127.0.0.1", "smtp_port": smtp.port, "public_url": PUBLIC_URL,
