@@ -240,3 +240,18 @@ def test_the_holding_answer_comes_again_after_half_an_hour(clinic):
     with session_scope() as session:
         session.execute(update(ReviewItem).values(created_at=datetime.now(UTC) - timedelta(minutes=31)))
     assert _reply("and the other thing too")["answer"]
+
+
+def test_within_72_hours_of_filler_an_unplaced_reply_is_due_in_minutes(clinic):
+    _reply("the thing from yesterday is doing the weird thing again")  # filler 30 hours ago, no question open
+    due = datetime.fromisoformat(cli_json("inbox")[0]["due_at"])
+    assert due - datetime.now(UTC) < timedelta(minutes=16)
+
+
+def test_outside_the_occlusion_window_the_clinics_service_time_applies(env):
+    add_clinic(quiet_hours="00:00-00:00", sms_from=SENDER, review_within="2h")
+    treated = (datetime.now(UTC) - timedelta(days=20)).replace(microsecond=0).isoformat()
+    enroll(phone=PATIENT, treatment="mesotherapy", treated_at=treated)
+    _reply("the thing from last week is doing the weird thing again")
+    due = datetime.fromisoformat(cli_json("inbox")[0]["due_at"])
+    assert timedelta(minutes=115) < due - datetime.now(UTC) <= timedelta(hours=2)

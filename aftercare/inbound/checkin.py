@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from aftercare.models import Enrollment, MessageKind, MessageStatus, ScheduledMessage
 from aftercare.protocols import ProtocolError, load_protocol
+from aftercare.protocols.loader import OCCLUSION_SCREENING
 
 # Used when the step has left the protocol since the message went out (a newer protocol version).
 _DEFAULT_WINDOW = timedelta(hours=24)
@@ -52,3 +53,13 @@ def triage_context(enrollment: Enrollment | None, now: datetime) -> dict[str, ob
     if enrollment is None:
         return {}
     return {"treatment": enrollment.treatment, "days_since": (now - enrollment.treated_at).total_seconds() / 86400}
+
+
+def in_occlusion_window(enrollment: Enrollment | None, red_flag: RedFlagQuestion | None, now: datetime) -> bool:
+    """Whether a vascular occlusion is still likely enough that a reply nobody can place must be read in minutes:
+    an emergency red-flag question is open, or the treatment's occlusion-screening window (72 h after filler or
+    skin booster, CLINICAL-NOTES.md) has not passed."""
+    if red_flag is not None and red_flag.open and red_flag.level == "emergency":
+        return True
+    window = OCCLUSION_SCREENING.get(enrollment.treatment) if enrollment is not None else None
+    return window is not None and now - enrollment.treated_at <= window

@@ -24,7 +24,7 @@ from aftercare.errors import AftercareError, InputError
 from aftercare.escalation import RED_FLAG_SIGN
 from aftercare.escalation.service import acknowledge, find_by_code, open_escalation
 from aftercare.inbound.answers import asks_beyond_normal, read_answer
-from aftercare.inbound.checkin import RedFlagQuestion, last_red_flag_question, triage_context
+from aftercare.inbound.checkin import RedFlagQuestion, in_occlusion_window, last_red_flag_question, triage_context
 from aftercare.inbound.disposition import Action, Disposition, dispose
 from aftercare.inbound.keywords import Keyword, classify, is_conditional_opt_in
 from aftercare.inbound.language import message_language
@@ -286,7 +286,7 @@ def _triage_and_answer(session: Session, inbound: InboundMessage, patient: Patie
     elif disposition.action is Action.REVIEW:
         holding = render("reply.holding", language, **values)
         _to_review(session, inbound, patient, enrollment, disposition, outcome, holding,
-                   in_risk_window=bool(red_flag and red_flag.open and red_flag.level == "emergency"), now=now)
+                   in_risk_window=in_occlusion_window(enrollment, red_flag, now), now=now)
     elif disposition.action is Action.SILENT and current is not None:
         outcome.escalation_id = current.id  # the clinician sees it on the escalation's timeline
     elif disposition.action is Action.ANSWER:

@@ -31,8 +31,8 @@ def review_due_at(clinic: Clinic, received_at: datetime) -> datetime:
     return start + timedelta(minutes=clinic.review_minutes)
 
 
-# A reply that leaves a red-flag question open (a patient in the first hours after filler answering "not sure")
-# cannot wait for clinic hours: on-call is paged if nobody has read it by then.
+# A reply nobody can place while a vascular occlusion is still likely (the first 72 h after filler, or an open
+# emergency red-flag question) cannot wait for clinic hours: on-call is paged if nobody has read it by then.
 RISK_WINDOW_REVIEW = timedelta(minutes=15)
 
 
