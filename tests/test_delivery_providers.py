@@ -116,3 +116,19 @@ def test_a_temporary_smtp_failure_is_retried(providers):
         row = session.scalar(select(ScheduledMessage).where(ScheduledMessage.channel == "email",
                                                             ScheduledMessage.attempts == 1))
         assert email is None and row.status == "scheduled" and row.error_code is not None
+
+
+def test_a_page_refused_with_21610_never_opts_the_patient_out(providers):
+    twilio, _ = providers
+    cli_json("oncall", "add", "--clinic", "glow", "--name", "Dr A", "--phone", "+6281100000001",
+             "--email", "a@glow.example")
+    cli_json("dispatch", "--once")
+    twilio.fail_for("+6281100000001", status=400, code=21610)  # the clinician texted STOP to our number
+    assert cli_json("reply", "--from", PATIENT, "my lip has gone white and really hurts")["escalation_id"]
+    cli_json("dispatch", "--once")
+    with session_scope() as session:
+        assert session.scalar(select(Patient)).sms_opted_out_at is None
+        page = session.scalar(select(ScheduledMessage).where(ScheduledMessage.kind == "page",
+                                                             ScheduledMessage.channel == "sms"))
+        assert page.status == "failed" and page.error_code == "21610"
+        assert not session.scalars(select(ScheduledMessage).where(ScheduledMessage.fallback_of_id == page.id)).all()

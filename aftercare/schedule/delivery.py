@@ -301,8 +301,8 @@ def _record_failure(row_id: int, message: OutgoingMessage, error: DeliveryError,
 
 def _after_permanent_sms_failure(session: Session, row: ScheduledMessage, error: DeliveryError,
                                  now: datetime) -> None:
-    if row.enrollment_id is None:
-        return
+    if row.enrollment_id is None or row.kind == MessageKind.PAGE:
+        return  # a page goes to staff: its failure never touches the patient's consent (and has its own email)
     patient = session.scalars(select(Patient).join(Enrollment).where(Enrollment.id == row.enrollment_id)).one()
     if error.opted_out and patient.sms_opted_out_at is None:
         patient.sms_opted_out_at, patient.sms_opt_out_source = now, f"carrier:{error.code}"
