@@ -193,3 +193,23 @@ def test_the_reply_own_treatment_wins_over_the_enrollment_treatment():
 
 def test_an_unknown_treatment_key_is_ignored():
     assert level("lip is white", treatment="no-such-thing", days_since=2) is EMERGENCY
+
+
+# Pain told by what it does to the patient: kept awake by it, begging for mercy, "killing me".
+@pytest.mark.parametrize("text", [
+    "semalem gak bisa tidur saking nyerinya di bibir kak",
+    "bibir kanan perihnya minta ampun, baru abis filler",
+    "ga bs tidur, sakit bgt di pipi yg difiller",
+    "the throbbing in my top lip is killing me, filler was at noon",
+])
+def test_pain_told_by_what_it_does_is_severe_pain(text):
+    result = triage(text, "id")
+    assert result.level is TriageLevel.EMERGENCY and "severe_pain" in result.signs
+
+
+@pytest.mark.parametrize("text", [
+    "gak bisa tidur kak soalnya excited liat hasilnya, gak sakit sama sekali",
+    "can't sleep because I'm so excited, no pain at all",
+])
+def test_sleeplessness_without_pain_is_no_pain_sign(text):
+    assert triage(text, "en").level in (TriageLevel.OK, TriageLevel.ROUTINE)
