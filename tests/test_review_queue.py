@@ -255,3 +255,15 @@ def test_outside_the_occlusion_window_the_clinics_service_time_applies(env):
     _reply("the thing from last week is doing the weird thing again")
     due = datetime.fromisoformat(cli_json("inbox")[0]["due_at"])
     assert timedelta(minutes=115) < due - datetime.now(UTC) <= timedelta(hours=2)
+
+
+def test_swelling_after_day_3_goes_to_a_person_not_to_the_swelling_tip(env):
+    add_clinic(quiet_hours="00:00-00:00", sms_from=SENDER)
+    treated = (datetime.now(UTC) - timedelta(days=6)).replace(microsecond=0).isoformat()
+    enroll(phone=PATIENT, treatment="mesotherapy", treated_at=treated)
+    result = _reply("the swelling on my chin feels soft and squishy now and sore when pressed")
+    assert result["review_id"] is not None and "normal" not in (result["answer"] or "").lower()
+    early = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0).isoformat()
+    enroll(phone="+6281234567891", treatment="mesotherapy", treated_at=early)
+    day1 = cli_json("reply", "--from", "+6281234567891", "--to", SENDER, "a little swelling on my chin")
+    assert day1["review_id"] is None and "Swelling is normal" in day1["answer"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -264,8 +264,8 @@ def _triage_and_answer(session: Session, inbound: InboundMessage, patient: Patie
     current = _unresolved_escalation(session, patient.id)
     answer = read_answer(inbound.body)
     rest = triage(answer.rest, patient.language, **context) if answer and not answer.whole else None
-    disposition = dispose(result, answerable=answerable_signs(), answer=answer, rest=rest, red_flag=red_flag,
-                          num_media=inbound.num_media, open_escalation=current is not None,
+    disposition = dispose(result, answerable=_answerable_now(enrollment, now), answer=answer, rest=rest,
+                          red_flag=red_flag, num_media=inbound.num_media, open_escalation=current is not None,
                           asks=asks_beyond_normal(inbound.body))
     if disposition.action is Action.ANSWER and not (outcome.handling == "reply" and _may_auto_answer(
             session, patient, enrollment)):
@@ -324,6 +324,18 @@ def _unresolved_escalation(session: Session, patient_id: int) -> Escalation | No
 def _routine_template(signs: list[str]) -> str:
     """The first sign's own answer (dispose() answers only signs that have one)."""
     return f"reply.routine.{signs[0]}" if signs else "reply.routine"
+
+
+# Swelling, redness and tenderness are expected in the first days; after day 3 they may be infection ("redness or
+# swelling that worsens after day 2-3", CLINICAL-NOTES.md), so a person reads them instead of a robot.
+_EARLY_SIGNS = frozenset({"swelling", "redness", "tenderness"})
+_EARLY_DAYS = timedelta(days=3)
+
+
+def _answerable_now(enrollment: Enrollment | None, now: datetime) -> frozenset[str]:
+    if enrollment is not None and now - enrollment.treated_at > _EARLY_DAYS:
+        return answerable_signs() - _EARLY_SIGNS
+    return answerable_signs()
 
 
 @cache
