@@ -39,6 +39,7 @@ class Cues:
 
     def __init__(self, tokens: Tokens, lexicon: Lexicon, found: dict[str, list[Match]]):
         self.triggers = found["trigger"]
+        self.context = found["context"]
         self.harmless = [match for kind in HARMLESS_KINDS for match in found[kind]] if any(
             found[kind] for kind in HARMLESS_KINDS[1:]) else found["harmless"]
         self._tokens, self._lexicon, self._found = tokens, lexicon, found
@@ -73,12 +74,35 @@ def apply_context(tokens: Tokens, lexicon: Lexicon, mentions: list[Mention], cue
             # "my wife's lip has gone white", "istri saya bibirnya biru": the relative is the message's subject,
             # so the patient (CLINICAL-NOTES.md: a sign is dropped only when clearly someone else's). "A girl I
             # know", "someone" name nobody the writer would report for.
-            triggers = [t for t in triggers if t.entry.key != "third_party" or not _names_relative(t, tokens, lexicon)]
+            # A relative's sign is the patient's only when tied to a treatment: "anak aku lagi demam" with no
+            # treatment, treated area or emergency faculty named is a child's illness, told to move a visit.
+            if _tied_to_treatment(tokens, lexicon, mentions, cues):
+                triggers = [t for t in triggers
+                            if t.entry.key != "third_party" or not _names_relative(t, tokens, lexicon)]
         for trigger in triggers:
             _HANDLERS[trigger.entry.key](scope, trigger)
     if cues.harmless:
         scope.apply_harmless(cues.harmless)
     scope.apply_bruises()
+
+
+# Signs a relative would tell only as the patient's own: an eye, a stroke or an allergic reaction after treatment.
+_PATIENT_GROUPS = frozenset({"eye", "stroke", "anaphylaxis"})
+_TREATMENT_CONTEXTS = ("injectable", "filler", "non_injectable", "mesotherapy")
+
+
+def _tied_to_treatment(tokens: Tokens, lexicon: Lexicon, mentions: list[Mention], cues: Cues) -> bool:
+    """ "my wife's lip has gone white", "bibir anak saya biru abis filler": a treated area or a treatment is named,
+    so the relative is the patient; "my son has a fever" names neither, so he is a third party (routine: a
+    person reads it). CLINICAL-NOTES.md: a sign is dropped only when clearly someone else's."""
+    if not lexicon.words.body_part.isdisjoint(tokens.present):
+        return True
+    if any(m.sign.group in _PATIENT_GROUPS for m in mentions):
+        return True
+    contexts = lexicon.context_words
+    if any(not contexts.get(key, frozenset()).isdisjoint(tokens.present) for key in _TREATMENT_CONTEXTS):
+        return True
+    return any(c.entry.key in _TREATMENT_CONTEXTS for c in cues.context)
 
 
 def _without_patient_as_third_party(triggers: list[Match], every: list[Match], tokens: Tokens,
@@ -452,10 +476,11 @@ class _Scope:
         for match in sorted(harmless, key=_longest_first):
             if match.start < last_end:
                 continue  # the same explanation found again, or a shorter cue inside it
-            last_end = match.end
             kind = match.entry.kind
-            if self._hedged(match) or self._simile(match) or self._denied_cause(match) \
-                    or _overlaps_any(match.start, match.end, [m for m in self._explainable(kind) if not m.wide]):
+            if _overlaps_any(match.start, match.end, [m for m in self._explainable(kind) if not m.wide]):
+                continue  # "is white from the concealer" holds the sign: "from the concealer" inside it may explain
+            last_end = match.end
+            if self._hedged(match) or self._simile(match) or self._denied_cause(match):
                 continue
             target = self._explained_by(match, kind)
             if target is None:
