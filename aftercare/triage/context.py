@@ -24,6 +24,9 @@ RECOVERY_WINDOW = 6  # "the white patch on my lip went away"
 HYPOTHETICAL_WINDOW = 12
 THIRD_PARTY_WINDOW = 15
 LIST_WINDOW = 30  # "none of the things on your list have happened, the fever, the chills, the yellow discharge"
+# Signs told beside a colour that leave its harmless cause standing; tenderness and stinging are pain, so they do not.
+_HARMLESS_GROUPS = frozenset({"expected", "concern"})
+_PAIN = frozenset({"tenderness", "stinging"})
 _AND = frozenset({"and", "dan", "plus"})
 _SENTENCE_ENDS = frozenset({STOP, QUESTION})
 # Of two triggers over the same words, the one that keeps a sign in play wins ("totally normal" after a
@@ -40,6 +43,7 @@ class Cues:
     def __init__(self, tokens: Tokens, lexicon: Lexicon, found: dict[str, list[Match]]):
         self.triggers = found["trigger"]
         self.context = found["context"]
+        self.idioms = found["except"]  # "pucet liat tagihan": words of an idiom tell of no sign nor faculty
         self.harmless = [match for kind in HARMLESS_KINDS for match in found[kind]] if any(
             found[kind] for kind in HARMLESS_KINDS[1:]) else found["harmless"]
         self._tokens, self._lexicon, self._found = tokens, lexicon, found
@@ -494,9 +498,28 @@ class _Scope:
             # Colours named before the cue in the same clause go with it ("the white and blue bits were my
             # marker"); a colour told after it is another statement ("...was my concealer, lip is blue").
             clause = self.tokens.clause[target.start]
-            self._flag([m for m in self._explainable(kind)
-                        if self.tokens.clause[m.start] == clause and m.end <= match.start], Flag.EXPLAINED)
-            target.flags |= Flag.EXPLAINED
+            explained = [m for m in self._explainable(kind)
+                         if self.tokens.clause[m.start] == clause and m.end <= match.start] + [target]
+            if self._another_sign(explained, match):
+                continue
+            self._flag(explained, Flag.EXPLAINED)
+
+    def _another_sign(self, explained: list[Mention], cause: Match) -> bool:
+        """ "blue because I was eating blueberries" is the food; "...and it's cold and throbbing" is not explained by
+        it: a colour cause stands only when no pain, cold or other sign of concern is told with the colour. Cold
+        itself is explained only by a cold cause ("white and cold from the ice pack")."""
+        clauses = {self.tokens.clause[m.start] for m in explained} | {self.tokens.clause[cause.start]}
+        cold_cause = not self.words.cold_cause.isdisjoint(self.tokens.words[cause.start:cause.end])
+        for mention in self.mentions:
+            if mention.flags & (DROPPED | Flag.ABSENT) or mention.sign.group in _HARMLESS_GROUPS and (
+                    mention.sign.id not in _PAIN or self.tokens.clause[mention.start] not in clauses):
+                continue  # "...was my lipstick, still a bit tender": soreness told apart is the treatment's
+            if mention.sign.id == "cold_skin" and cold_cause:
+                continue
+            if mention in explained and mention.sign.id != "cold_skin":
+                continue
+            return True
+        return False
 
     def _over(self, mention: Mention, kind: str) -> bool:
         """An eye cause explains only a vision change said to have gone; nerves explain a speech sign gone or told
