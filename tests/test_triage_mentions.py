@@ -212,3 +212,20 @@ def test_a_relatives_illness_with_no_treatment_link_is_a_third_party_a_person_re
 ])
 def test_a_relatives_sign_tied_to_the_treatment_is_the_patients(text, lang, expected):
     assert level(text, lang) is expected
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("I passed out when I heard the news about my promotion, face is great", "en"),
+    ("blacked out when I opened the invoice haha, all good otherwise", "en"),
+    ("pingsan liat saldo abis bayar kak wkwk", "id"),
+])
+def test_fainting_at_money_or_news_is_an_idiom_not_a_faint(text, lang):
+    assert level(text, lang) in (OK, ROUTINE)
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("passed out on the bathroom floor after the injection", "en"),
+    ("tadi siang pingsan abis filler kak", "id"),
+])
+def test_a_faint_after_treatment_is_still_raised(text, lang):
+    assert level(text, lang) is URGENT
