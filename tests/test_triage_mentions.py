@@ -148,3 +148,84 @@ def test_words_of_another_language_an_appointment_or_the_clinic_warning_are_not_
 
 def test_a_bump_weeks_after_treatment_is_still_late_when_an_appointment_is_named_too():
     assert level("3 weeks after filler there's a bump near my lip, see you at the review") is URGENT
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("top lip looks purple because I just had a blackcurrant smoothie", "en"),
+    ("my mouth went blue from the slushie at the cinema", "en"),
+    ("cheeks all purple from sobbing at a sad film, feeling silly", "en"),
+    ("lip is white from the numbing cream, the nurse said that's expected", "en"),
+    ("bibir aku ungu karena abis minum jus anggur kak", "id"),
+    ("muka merah keunguan gara2 nangis semalem", "id"),
+])
+def test_a_colour_explained_by_food_drink_crying_or_numbing_cream_is_not_an_occlusion(text, lang):
+    assert level(text, lang) in (OK, ROUTINE)
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("top lip looks purple because I had a blackcurrant smoothie and it feels cold to touch", "en"),
+    ("my mouth went blue from the slushie and it is throbbing badly", "en"),
+    ("lip is white from the numbing cream and it hurts", "en"),
+    ("bibir aku ungu karena minum jus anggur tapi dingin banget", "id"),
+    ("bibir ungu gara2 makan permen dan nyeri", "id"),
+    ("lip went purple after eating lunch", "en"),
+])
+def test_a_colour_with_pain_or_cold_or_no_harmless_cause_is_still_raised(text, lang):
+    assert level(text, lang) is EMERGENCY
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("turned pale as a sheet when I opened my credit card statement, the face is perfect though", "en"),
+    ("went grey as a ghost when I checked my bank balance haha", "en"),
+    ("langsung pucat pas liat total biayanya kak wkwk, hasilnya bagus", "id"),
+    ("pucet liat harganya kak hehe", "id"),
+])
+def test_an_idiom_of_colour_about_money_or_feelings_is_no_sign(text, lang):
+    assert level(text, lang) in (OK, ROUTINE)
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("my lip went white when I saw it in the mirror", "en"),
+    ("lip is as white as a ghost since this morning", "en"),
+    ("bibir aku pucat pas aku liat di kaca", "id"),
+])
+def test_a_colour_seen_on_the_treated_area_is_still_raised(text, lang):
+    assert level(text, lang) is EMERGENCY
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("my daughter is running a temperature, can we push the review to next week?", "en"),
+    ("my little boy has come down with a fever so I may be late", "en"),
+    ("anak saya lagi demam kak, kontrolnya bisa dimundurin?", "id"),
+    ("suami aku lagi meriang, jadwal cek bisa ganti hari?", "id"),
+])
+def test_a_relatives_illness_with_no_treatment_link_is_a_third_party_a_person_reads(text, lang):
+    assert level(text, lang) is ROUTINE
+
+
+@pytest.mark.parametrize("text, lang, expected", [
+    ("bibir anak saya jadi biru abis filler", "id", EMERGENCY),
+    ("my daughter had her lips done yesterday and now she has a fever", "en", URGENT),
+    ("my son's nose is grey where the filler went", "en", EMERGENCY),
+    ("istri saya abis filler, sekarang demam kak", "id", URGENT),
+    ("my mum's cheek went blue after her filler", "en", EMERGENCY),
+])
+def test_a_relatives_sign_tied_to_the_treatment_is_the_patients(text, lang, expected):
+    assert level(text, lang) is expected
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("I passed out when I heard the news about my promotion, face is great", "en"),
+    ("blacked out when I opened the invoice haha, all good otherwise", "en"),
+    ("pingsan liat saldo abis bayar kak wkwk", "id"),
+])
+def test_fainting_at_money_or_news_is_an_idiom_not_a_faint(text, lang):
+    assert level(text, lang) in (OK, ROUTINE)
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("passed out on the bathroom floor after the injection", "en"),
+    ("tadi siang pingsan abis filler kak", "id"),
+])
+def test_a_faint_after_treatment_is_still_raised(text, lang):
+    assert level(text, lang) is URGENT

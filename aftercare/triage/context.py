@@ -24,6 +24,9 @@ RECOVERY_WINDOW = 6  # "the white patch on my lip went away"
 HYPOTHETICAL_WINDOW = 12
 THIRD_PARTY_WINDOW = 15
 LIST_WINDOW = 30  # "none of the things on your list have happened, the fever, the chills, the yellow discharge"
+# Signs told beside a colour that leave its harmless cause standing; tenderness and stinging are pain, so they do not.
+_HARMLESS_GROUPS = frozenset({"expected", "concern"})
+_PAIN = frozenset({"tenderness", "stinging"})
 _AND = frozenset({"and", "dan", "plus"})
 _SENTENCE_ENDS = frozenset({STOP, QUESTION})
 # Of two triggers over the same words, the one that keeps a sign in play wins ("totally normal" after a
@@ -39,6 +42,8 @@ class Cues:
 
     def __init__(self, tokens: Tokens, lexicon: Lexicon, found: dict[str, list[Match]]):
         self.triggers = found["trigger"]
+        self.context = found["context"]
+        self.idioms = found["except"]  # "pucet liat tagihan": words of an idiom tell of no sign nor faculty
         self.harmless = [match for kind in HARMLESS_KINDS for match in found[kind]] if any(
             found[kind] for kind in HARMLESS_KINDS[1:]) else found["harmless"]
         self._tokens, self._lexicon, self._found = tokens, lexicon, found
@@ -73,12 +78,35 @@ def apply_context(tokens: Tokens, lexicon: Lexicon, mentions: list[Mention], cue
             # "my wife's lip has gone white", "istri saya bibirnya biru": the relative is the message's subject,
             # so the patient (CLINICAL-NOTES.md: a sign is dropped only when clearly someone else's). "A girl I
             # know", "someone" name nobody the writer would report for.
-            triggers = [t for t in triggers if t.entry.key != "third_party" or not _names_relative(t, tokens, lexicon)]
+            # A relative's sign is the patient's only when tied to a treatment: "anak aku lagi demam" with no
+            # treatment, treated area or emergency faculty named is a child's illness, told to move a visit.
+            if _tied_to_treatment(tokens, lexicon, mentions, cues):
+                triggers = [t for t in triggers
+                            if t.entry.key != "third_party" or not _names_relative(t, tokens, lexicon)]
         for trigger in triggers:
             _HANDLERS[trigger.entry.key](scope, trigger)
     if cues.harmless:
         scope.apply_harmless(cues.harmless)
     scope.apply_bruises()
+
+
+# Signs a relative would tell only as the patient's own: an eye, a stroke or an allergic reaction after treatment.
+_PATIENT_GROUPS = frozenset({"eye", "stroke", "anaphylaxis"})
+_TREATMENT_CONTEXTS = ("injectable", "filler", "non_injectable", "mesotherapy")
+
+
+def _tied_to_treatment(tokens: Tokens, lexicon: Lexicon, mentions: list[Mention], cues: Cues) -> bool:
+    """ "my wife's lip has gone white", "bibir anak saya biru abis filler": a treated area or a treatment is named,
+    so the relative is the patient; "my son has a fever" names neither, so he is a third party (routine: a
+    person reads it). CLINICAL-NOTES.md: a sign is dropped only when clearly someone else's."""
+    if not lexicon.words.body_part.isdisjoint(tokens.present):
+        return True
+    if any(m.sign.group in _PATIENT_GROUPS for m in mentions):
+        return True
+    contexts = lexicon.context_words
+    if any(not contexts.get(key, frozenset()).isdisjoint(tokens.present) for key in _TREATMENT_CONTEXTS):
+        return True
+    return any(c.entry.key in _TREATMENT_CONTEXTS for c in cues.context)
 
 
 def _without_patient_as_third_party(triggers: list[Match], every: list[Match], tokens: Tokens,
@@ -452,10 +480,11 @@ class _Scope:
         for match in sorted(harmless, key=_longest_first):
             if match.start < last_end:
                 continue  # the same explanation found again, or a shorter cue inside it
-            last_end = match.end
             kind = match.entry.kind
-            if self._hedged(match) or self._simile(match) or self._denied_cause(match) \
-                    or _overlaps_any(match.start, match.end, [m for m in self._explainable(kind) if not m.wide]):
+            if _overlaps_any(match.start, match.end, [m for m in self._explainable(kind) if not m.wide]):
+                continue  # "is white from the concealer" holds the sign: "from the concealer" inside it may explain
+            last_end = match.end
+            if self._hedged(match) or self._simile(match) or self._denied_cause(match):
                 continue
             target = self._explained_by(match, kind)
             if target is None:
@@ -469,9 +498,28 @@ class _Scope:
             # Colours named before the cue in the same clause go with it ("the white and blue bits were my
             # marker"); a colour told after it is another statement ("...was my concealer, lip is blue").
             clause = self.tokens.clause[target.start]
-            self._flag([m for m in self._explainable(kind)
-                        if self.tokens.clause[m.start] == clause and m.end <= match.start], Flag.EXPLAINED)
-            target.flags |= Flag.EXPLAINED
+            explained = [m for m in self._explainable(kind)
+                         if self.tokens.clause[m.start] == clause and m.end <= match.start] + [target]
+            if self._another_sign(explained, match):
+                continue
+            self._flag(explained, Flag.EXPLAINED)
+
+    def _another_sign(self, explained: list[Mention], cause: Match) -> bool:
+        """ "blue because I was eating blueberries" is the food; "...and it's cold and throbbing" is not explained by
+        it: a colour cause stands only when no pain, cold or other sign of concern is told with the colour. Cold
+        itself is explained only by a cold cause ("white and cold from the ice pack")."""
+        clauses = {self.tokens.clause[m.start] for m in explained} | {self.tokens.clause[cause.start]}
+        cold_cause = not self.words.cold_cause.isdisjoint(self.tokens.words[cause.start:cause.end])
+        for mention in self.mentions:
+            if mention.flags & (DROPPED | Flag.ABSENT) or mention.sign.group in _HARMLESS_GROUPS and (
+                    mention.sign.id not in _PAIN or self.tokens.clause[mention.start] not in clauses):
+                continue  # "...was my lipstick, still a bit tender": soreness told apart is the treatment's
+            if mention.sign.id == "cold_skin" and cold_cause:
+                continue
+            if mention in explained and mention.sign.id != "cold_skin":
+                continue
+            return True
+        return False
 
     def _over(self, mention: Mention, kind: str) -> bool:
         """An eye cause explains only a vision change said to have gone; nerves explain a speech sign gone or told

@@ -59,8 +59,9 @@ def _unplaced_description(found, mentions: list[Mention]) -> bool:
     reply describes something the lexicon could not place, so an automatic "this is normal" would claim
     a certainty the triage lacks. A comparison that is praise ("looks like a new person") is placed."""
     for cue in found["describes"]:
-        if not _overlaps(cue, mentions) and not _overlaps(cue, found["positive"]):
-            return True
+        if not _overlaps(cue, mentions) and not _overlaps(cue, found["positive"]) \
+                and not any(idiom.start <= cue.start and cue.end <= idiom.end for idiom in found["except"]):
+            return True  # "white as a ghost when I saw the bill": the idiom places its comparison
     return False
 
 
@@ -108,9 +109,15 @@ def _unplaced_faculty(tokens: Tokens, cues: Cues, lexicon: Lexicon, mentions: li
         if group in had:
             continue
         for index, word in enumerate(words):
-            if word in faculty and not _beside(index, tokens, lexicon) and _own_open_clause(index, tokens, cues, lexicon):
+            if word in faculty and not _beside(index, tokens, lexicon) and not _in_idiom(index, cues) \
+                    and _own_open_clause(index, tokens, cues, lexicon):
                 return True
     return False
+
+
+def _in_idiom(index: int, cues: Cues) -> bool:
+    """ "pucet liat tagihan": "liat" is part of the idiom (seeing the bill), not sight told of."""
+    return any(idiom.start <= index < idiom.end for idiom in cues.idioms)
 
 
 def _beside(index: int, tokens: Tokens, lexicon: Lexicon) -> bool:

@@ -62,7 +62,7 @@ STRUCTURAL_CLASSES = ("clause_break", "scope_stop", "first_person", "list_link",
                       "body_part", "opener", "context_denial", "relative", "simile", "check_word",
                       "reason", "appointment", "determiner", "writer_meta",
                       "remote_past", "companion", "mild", "nearby",
-                      "norm_word")
+                      "norm_word", "cold_cause")
 _NEGATIONS = ("negation", "negation_gone", "negation_both", "negation_answer")
 _SIGN_FIELDS = {"level", "group", "label", "explainable", "explained_by", "bruise_colour", "passed_matters", "rules"}
 _FRAME_FIELDS = {"sign", "parts", "losses", "gap", "order", "needs"}
@@ -124,6 +124,7 @@ class Words:
     companion: frozenset[str]  # "friend", "temen": someone the writer may report for, like a relative
     remote_past: frozenset[str]  # "years", "dulu": a relative's history ("mum had a stroke years ago")
     writer_meta: frozenset[str]  # "think", "rasa": after "I", a word about the writer's view, not her body
+    cold_cause: frozenset[str]  # "ice", "es": a cause that explains cold skin as well as a colour
 
 
 @dataclass(frozen=True, slots=True)
