@@ -460,10 +460,13 @@ class _Scope:
     def _past_signs_before(self, trigger: Match) -> list[Mention]:
         """Signs earlier in this sentence or the one before, told in the past tense and not as lasting."""
         sentence, tokens = self.tokens.sentence[trigger.start], self.tokens
+        # "bigger and warm again, though it had gone down yesterday": the recovery is what came before the
+        # worsening told with the signs, it does not undo them
+        worse = {tokens.clause[m.start] for m in self.mentions if m.sign.group == "worsening"}
         return [m for m in self.mentions
                 if m.end <= trigger.start and sentence - 1 <= tokens.sentence[m.start] <= sentence
                 and tokens.clause[m.start] in self._past_clauses
-                and tokens.clause[m.start] not in self._persist_clauses]
+                and tokens.clause[m.start] not in self._persist_clauses | worse]
 
     @staticmethod
     def _flag(mentions: Iterable[Mention], flag: int) -> None:
