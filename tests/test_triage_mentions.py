@@ -229,3 +229,71 @@ def test_fainting_at_money_or_news_is_an_idiom_not_a_faint(text, lang):
 ])
 def test_a_faint_after_treatment_is_still_raised(text, lang):
     assert level(text, lang) is URGENT
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("since the filler yesterday the words on my phone keep dancing", "en"),
+    ("the letters in my book are swimming since the under-eye filler", "en"),
+    ("abis filler bawah mata tulisannya joget2 kak", "id"),
+])
+def test_reading_trouble_told_by_what_the_text_does_is_a_vision_change(text, lang):
+    assert level(text, lang) is EMERGENCY
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("day 6 and the lump in my chin feels squishy and really tender", "en"),
+    ("day 5, the swelling feels like a little water balloon and it hurts", "en"),
+    ("hari ke-7 bengkaknya lembek gitu dan nyeri kalo dipegang", "id"),
+])
+def test_a_soft_fluid_filled_sore_swelling_is_an_abscess(text, lang):
+    assert level(text, lang) is URGENT
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("hari ke-4 bengkaknya malah makin besar & hangat, padahal kemarin udah kempes", "id"),
+])
+def test_a_swelling_that_grows_warm_again_after_going_down_is_urgent(text, lang):
+    assert level(text, lang) is URGENT
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("bibir sempet putih pucat sebentar trus balik lagi normal", "id"),
+    ("the pale patch on my lip was there this morning, gone by teatime", "en"),
+])
+def test_an_occlusion_sign_that_came_and_went_is_urgent_not_an_emergency(text, lang):
+    assert level(text, lang) is URGENT
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("bibir putih pucat dari tadi", "id"),
+    ("the pale patch on my lip is still there", "en"),
+])
+def test_an_occlusion_sign_still_there_is_an_emergency(text, lang):
+    assert level(text, lang) is EMERGENCY
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("ada guratan merah kayak urat dari dagu turun ke leher", "id"),
+])
+def test_a_red_line_like_a_vein_is_a_streak_of_infection_not_a_net(text, lang):
+    assert level(text, lang) is URGENT
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("skin looks normal, just warm the same as everywhere else", "en"),
+    ("I'm tickled pink, thank you", "en"),
+    ("it's a real pain answering all these check-ins but everything is fine", "en"),
+    ("I'm feeling grand", "en"),
+    ("my sister couldn't even tell I had anything done", "en"),
+    ("beres semua kak, makasih", "id"),
+])
+def test_body_warmth_and_all_fine_idioms_are_no_sign(text, lang):
+    assert level(text, lang) is OK
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("my cheek feels hot and it's spreading", "en"),
+    ("bibir aku pink banget dan panas, sakit", "id"),
+])
+def test_warmth_and_pinkness_told_as_signs_still_escalate(text, lang):
+    assert level(text, lang) in (URGENT, EMERGENCY)
