@@ -213,3 +213,9 @@ def test_pain_told_by_what_it_does_is_severe_pain(text):
 ])
 def test_sleeplessness_without_pain_is_no_pain_sign(text):
     assert triage(text, "en").level in (TriageLevel.OK, TriageLevel.ROUTINE)
+
+
+@pytest.mark.parametrize("text", ["ruam merah gatal se tubuh kak abis meso, napas normal",
+                                  "bentol2 di satu badan abis booster td, tenggorokan aman"])
+def test_hives_over_the_whole_body_written_apart_are_widespread(text):
+    assert triage(text, "id").level is TriageLevel.URGENT
