@@ -261,7 +261,7 @@ def test_swelling_after_day_3_goes_to_a_person_not_to_the_swelling_tip(env):
     add_clinic(quiet_hours="00:00-00:00", sms_from=SENDER)
     treated = (datetime.now(UTC) - timedelta(days=6)).replace(microsecond=0).isoformat()
     enroll(phone=PATIENT, treatment="mesotherapy", treated_at=treated)
-    result = _reply("the swelling on my chin feels soft and squishy now and sore when pressed")
+    result = _reply("my chin is still a little swollen")
     assert result["review_id"] is not None and "normal" not in (result["answer"] or "").lower()
     early = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0).isoformat()
     enroll(phone="+6281234567891", treatment="mesotherapy", treated_at=early)
