@@ -217,11 +217,11 @@ def _current_enrollment(session: Session, patient_id: int) -> Enrollment | None:
 def _unknown_sender(session: Session, inbound: InboundMessage, outcome: Outcome, now: datetime) -> Outcome:
     """No patient has this number (a relative's phone, a new number): the clinic that owns the number it was sent
     to gets an escalation for a danger sign, a review item for anything else; nobody gets reassurance."""
-    result = triage(inbound.body, inbound.language or "en")
+    language = inbound.language or "en"
+    result = triage(inbound.body, language)
     disposition = dispose(result, answerable=frozenset(), num_media=inbound.num_media)
     outcome.level, outcome.signs = disposition.level.value, disposition.signs
     outcome.handling = "unknown_sender" if outcome.handling == "reply" else outcome.handling
-    language = inbound.language or "en"
     clinics = _clinics_for_number(session, inbound.to_phone)
     if disposition.action is Action.ESCALATE:
         for clinic in clinics:
@@ -323,7 +323,7 @@ def _unresolved_escalation(session: Session, patient_id: int) -> Escalation | No
 
 def _routine_template(signs: list[str]) -> str:
     """The first sign's own answer (dispose() answers only signs that have one)."""
-    return f"reply.routine.{signs[0]}" if signs else "reply.routine"
+    return f"{_ROUTINE_ANSWER}{signs[0]}" if signs else "reply.routine"
 
 
 # Swelling, redness and tenderness are expected in the first days; after day 3 they may be infection ("redness or
