@@ -205,11 +205,12 @@ def _upsert_patients(session: Session, clinic: Clinic, requests: list[Enrollment
     rows = {}
     for r in requests:
         rows.setdefault(r.phone, {"clinic_id": clinic.id, "phone": r.phone, "first_name": r.first_name,
+                                  "name_key": Patient.key_for(r.first_name),
                                   "email": r.email, "timezone": r.timezone, "language": r.language,
                                   "sms_consent": r.sms_consent, "email_consent": r.email_consent,
                                   "created_at": utcnow()})
     table = Patient.__table__
-    statement = (_insert(session, table).on_conflict_do_nothing(index_elements=["clinic_id", "phone"])
+    statement = (_insert(session, table).on_conflict_do_nothing(index_elements=["clinic_id", "phone", "name_key"])
                  .returning(table.c.phone, table.c.id))
     ids = dict(session.execute(statement, list(rows.values())).all())
     # Only patients already present (a re-import, a returning patient) need looking up.

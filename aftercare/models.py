@@ -22,7 +22,7 @@ from sqlalchemy import (
     false,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeDecorator
 
 
@@ -137,11 +137,15 @@ class OnCallStaff(Base):
 
 class Patient(Base):
     __tablename__ = "patients"
-    __table_args__ = (UniqueConstraint("clinic_id", "phone", name="uq_patient_clinic_phone"),)
+    # A patient is a person at a clinic: a family phone carries several (Sari and her daughter Putri), told apart
+    # by first name. Enrolling the same name on the same phone again is the same patient.
+    __table_args__ = (UniqueConstraint("clinic_id", "phone", "name_key", name="uq_patient_clinic_phone_name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
     first_name: Mapped[str] = mapped_column(String(100))
+    name_key: Mapped[str] = mapped_column(String(100), default=lambda ctx: Patient.key_for(
+        ctx.get_current_parameters()["first_name"]))  # key_for(first_name): how names are compared
     phone: Mapped[str] = mapped_column(String(32), index=True)
     email: Mapped[str | None] = mapped_column(String(254))
     timezone: Mapped[str] = mapped_column(String(64))
@@ -153,6 +157,17 @@ class Patient(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     clinic: Mapped[Clinic] = relationship(lazy="joined")
+
+    @staticmethod
+    def key_for(first_name: str) -> str:
+        """How first names are compared ("putri", " PUTRI " and "Putri" are one person): casefolded, spaces
+        collapsed."""
+        return " ".join(first_name.split()).casefold()[:100]
+
+    @validates("first_name")
+    def _keep_name_key(self, _key: str, first_name: str) -> str:
+        self.name_key = self.key_for(first_name)
+        return first_name
 
     @property
     def sms_allowed(self) -> bool:
@@ -282,6 +297,10 @@ class Escalation(Base):
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True)
     sender_phone: Mapped[str | None] = mapped_column(String(32))
     enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id"), index=True)
+    # Every active treatment the sender may be reporting on (two sessions in one day), and every patient it may
+    # be about when a shared phone cannot be attributed (then patient_id is null): the clinician sees them all.
+    enrollment_ids: Mapped[list[int]] = mapped_column(JSON, default=list, server_default="[]")
+    patient_ids: Mapped[list[int]] = mapped_column(JSON, default=list, server_default="[]")
     level: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default=EscalationStatus.OPEN)
     code: Mapped[str] = mapped_column(String(16), unique=True)
@@ -327,6 +346,7 @@ class ReviewItem(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True)
+    patient_ids: Mapped[list[int]] = mapped_column(JSON, default=list, server_default="[]")  # a shared phone's
     enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id"))
     inbound_id: Mapped[int] = mapped_column(ForeignKey("inbound_messages.id"), index=True)
     reason: Mapped[str] = mapped_column(String(32))  # unplaced, question, photo, unknown_sender, unclear_answer
@@ -344,8 +364,22 @@ class ReviewItem(Base):
     clinic: Mapped[Clinic] = relationship(lazy="joined")
 
 
+class PendingStatus(Base):
+    """A Twilio status callback for a SID not (yet) stored: the callback can beat the send's own commit. It is
+    applied when a message with that SID is recorded."""
+
+    __tablename__ = "pending_statuses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_sid: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AuditEntry(Base):
-    """Append-only: rows are inserted, never updated or deleted (enforced below)."""
+    """Append-only: rows are inserted, never updated or deleted (enforced below, and by database triggers from
+    migration 0005)."""
 
     __tablename__ = "audit_log"
 

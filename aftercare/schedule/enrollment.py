@@ -104,7 +104,8 @@ def enroll(session: Session, *, clinic_slug: str, first_name: str, phone: str, e
 
 
 def _find_or_create_patient(session: Session, clinic: Clinic, request: EnrollmentRequest) -> Patient:
-    patient = session.scalar(select(Patient).where(Patient.clinic_id == clinic.id, Patient.phone == request.phone))
+    patient = session.scalar(select(Patient).where(Patient.clinic_id == clinic.id, Patient.phone == request.phone,
+                                                   Patient.name_key == Patient.key_for(request.first_name)))
     if patient is None:
         patient = Patient(clinic_id=clinic.id, phone=request.phone, first_name=request.first_name,
                           email=request.email, timezone=request.timezone, language=request.language,
