@@ -142,8 +142,10 @@ def oncall_list(clinic_slug: str, as_json: bool) -> None:
 @click.option("--language", type=click.Choice(["en", "id"]), default="en", show_default=True)
 @click.option("--treatment", required=True, help="See `aftercare protocols list`")
 @click.option("--treated-at", required=True, help="ISO 8601 with offset, e.g. 2026-11-25T14:30:00+07:00")
-@click.option("--sms-consent/--no-sms-consent", default=True, show_default=True)
-@click.option("--email-consent/--no-email-consent", default=True, show_default=True)
+@click.option("--sms-consent/--no-sms-consent", default=None,
+              help="The patient's answer today; --sms-consent also lifts an earlier STOP. Default: as on file "
+                   "(yes for a new patient)")
+@click.option("--email-consent/--no-email-consent", default=None, help="As --sms-consent, for email")
 @json_option
 def enroll(as_json: bool, treated_at: str, **fields) -> None:
     """Enroll a patient after a session: writes the care protocol's whole schedule."""
@@ -154,6 +156,10 @@ def enroll(as_json: bool, treated_at: str, **fields) -> None:
     with session_scope() as session:
         data = enroll_patient(session, treated_at=when, **fields).to_dict()
     emit(data, as_json=as_json, title="enrolled" if data["created"] else "already enrolled (nothing changed)")
+    if data["sms"] != "allowed" and not as_json:
+        why = "opted out (STOP)" if data["sms"] == "opted_out" else "gave no SMS consent"
+        click.echo(f"note: no SMS will be sent: the patient {why}; --sms-consent records consent given again.",
+                   err=True)
 
 
 @main.group()

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aftercare.errors import NotFound
-from aftercare.models import Clinic, Enrollment, InboundMessage, OnCallStaff, Patient, ScheduledMessage
+from aftercare.models import Clinic, Enrollment, Escalation, InboundMessage, OnCallStaff, Patient, ScheduledMessage
 
 
 def iso(value: datetime | None) -> str | None:
@@ -79,3 +79,38 @@ def _timeline_message(row: ScheduledMessage) -> dict[str, Any]:
 def _timeline_reply(row: InboundMessage) -> dict[str, Any]:
     return {"at": iso(row.received_at), "direction": "in", "id": row.id, "channel": "sms", "status": row.handling,
             "level": row.level, "signs": row.signs or [], "escalation_id": row.escalation_id, "body": row.body}
+
+
+def candidates_view(session: Session, patient_ids: list[int] | None) -> list[dict[str, Any]]:
+    """The patients a reply from a shared phone may be about: [{"patient_id", "first_name"}]."""
+    if not patient_ids:
+        return []
+    query = select(Patient.id, Patient.first_name).where(Patient.id.in_(patient_ids)).order_by(Patient.id)
+    return [{"patient_id": pid, "first_name": name} for pid, name in session.execute(query)]
+
+
+def treatments_view(session: Session, enrollment_ids: list[int] | None) -> list[dict[str, Any]]:
+    """The treatments an escalation names: [{"enrollment_id", "treatment", "treated_at"}], newest first."""
+    if not enrollment_ids:
+        return []
+    query = select(Enrollment).where(Enrollment.id.in_(enrollment_ids)).order_by(Enrollment.treated_at.desc())
+    return [{"enrollment_id": e.id, "treatment": e.treatment, "treated_at": iso(e.treated_at)}
+            for e in session.scalars(query)]
+
+
+def escalation_who(session: Session, escalation: Escalation) -> str:
+    """Who an escalation is about, for people (pages, ACK answers, listings)."""
+    first_name = escalation.patient.first_name if escalation.patient else None
+    return who(first_name, candidates_view(session, escalation.patient_ids))
+
+
+def who(first_name: str | None, candidates: list[dict[str, Any]]) -> str:
+    """Who a reply is from, for people: the patient's first name, or "Sari or Putri (shared phone)"."""
+    if first_name and not candidates:
+        return first_name
+    if candidates and not first_name:
+        return " or ".join(c["first_name"] for c in candidates) + " (shared phone)"
+    if candidates:
+        return f"{first_name} (shared phone with " + ", ".join(
+            c["first_name"] for c in candidates if c["first_name"] != first_name) + ")"
+    return "unknown sender"

@@ -32,22 +32,31 @@ def repage_interval(level: str, settings: Settings) -> timedelta:
 
 def open_escalation(session: Session, *, patient: Patient | None, enrollment: Enrollment | None,
                     inbound: InboundMessage, level: str, signs: list[str], explanation: str,
-                    clinic_id: int | None = None, now: datetime | None = None) -> Escalation:
-    """Open (or raise) the escalation for this patient's enrollment and queue the first pages at once.
+                    clinic_id: int | None = None, enrollments: list[Enrollment] | None = None,
+                    candidates: list[Patient] | None = None, now: datetime | None = None) -> Escalation:
+    """Open (or raise) the escalation for this patient and queue the first pages at once.
 
-    With no patient (a number on file nowhere, e.g. a relative's phone) the escalation belongs to `clinic_id`, the
-    clinic that owns the number the reply was sent to, and the sender's number is the way back.
+    `enrollment` is the treatment the reply was read against; `enrollments` every treatment of the patient still
+    in care (all are named, and all their routine reminders are held). `candidates` are the patients sharing the
+    sender's phone when there are several: all are named. With no patient (a number on file nowhere, or a shared
+    phone nobody can attribute) the escalation belongs to `clinic_id`, the clinic that owns the number the reply
+    was sent to, and the sender's number is the way back.
     """
     now = now or utcnow()
     clinic_id = patient.clinic_id if patient is not None else clinic_id
     if clinic_id is None:
         raise ValueError("an escalation needs a patient or a clinic")
-    existing = _open_for(session, clinic_id, patient, inbound.from_phone, enrollment.id if enrollment else None)
+    enrollment_ids = sorted({e.id for e in [*(enrollments or []), *([enrollment] if enrollment else [])]})
+    patient_ids = sorted(p.id for p in candidates or [])
+    existing = _open_for(session, clinic_id, patient, inbound.from_phone)
     if existing is not None:
+        existing.enrollment_ids = sorted(set(existing.enrollment_ids or []) | set(enrollment_ids))
+        existing.patient_ids = sorted(set(existing.patient_ids or []) | set(patient_ids))
         return _follow_up(session, existing, inbound=inbound, level=level, signs=signs, now=now)
     escalation = Escalation(clinic_id=clinic_id, patient_id=patient.id if patient else None,
                             sender_phone=None if patient else inbound.from_phone,
-                            enrollment_id=enrollment.id if enrollment else None, level=level,
+                            enrollment_id=enrollment.id if enrollment else None, enrollment_ids=enrollment_ids,
+                            patient_ids=patient_ids, level=level,
                             status=EscalationStatus.OPEN, code=_new_code(session), signs=signs,
                             explanation=explanation, opened_at=now, page_round=0)
     session.add(escalation)
@@ -58,15 +67,14 @@ def open_escalation(session: Session, *, patient: Patient | None, enrollment: En
     return escalation
 
 
-def _open_for(session: Session, clinic_id: int, patient: Patient | None, sender: str,
-              enrollment_id: int | None) -> Escalation | None:
+def _open_for(session: Session, clinic_id: int, patient: Patient | None, sender: str) -> Escalation | None:
+    """The patient's open escalation at this clinic, whichever treatment it was opened on (one person, one
+    emergency), or the one open for this sender's phone when the sender is nobody in particular."""
     query = select(Escalation).where(Escalation.clinic_id == clinic_id, Escalation.status == EscalationStatus.OPEN)
     if patient is None:
         query = query.where(Escalation.patient_id.is_(None), Escalation.sender_phone == sender)
     else:
         query = query.where(Escalation.patient_id == patient.id)
-        if enrollment_id:
-            query = query.where(Escalation.enrollment_id == enrollment_id)
     return session.scalars(query.order_by(Escalation.id.desc()).limit(1)).first()
 
 

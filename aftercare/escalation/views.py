@@ -5,17 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from aftercare.audit import entries_for
 from aftercare.escalation.service import get_escalation
 from aftercare.models import Escalation, InboundMessage, MessageKind, ScheduledMessage
-from aftercare.views import iso, message_view
+from aftercare.views import candidates_view, escalation_who, iso, message_view, treatments_view
 
 
 def escalation_view(escalation: Escalation) -> dict[str, Any]:
+    """`candidates`: the patients sharing the sender's phone, when several; `treatments`: every treatment named."""
+    session = object_session(escalation)
     return {"id": escalation.id, "level": escalation.level, "status": escalation.status,
-            "patient_id": escalation.patient_id, "first_name": escalation.first_name,
+            "patient_id": escalation.patient_id, "first_name": escalation_who(session, escalation),
+            "candidates": candidates_view(session, escalation.patient_ids), "treatments": treatments_view(session, escalation.enrollment_ids),
             "enrollment_id": escalation.enrollment_id, "code": escalation.code, "signs": escalation.signs,
             "opened_at": iso(escalation.opened_at), "acknowledged_at": iso(escalation.acknowledged_at),
             "acknowledged_by": escalation.acknowledged_by, "resolved_at": iso(escalation.resolved_at),

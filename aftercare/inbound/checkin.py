@@ -26,11 +26,12 @@ class RedFlagQuestion:
     open: bool  # still inside its answer window
 
 
-def last_red_flag_question(session: Session, *, patient_id: int, now: datetime) -> RedFlagQuestion | None:
-    """The red-flag question of the last check-in sent to this patient, or None when it asked none."""
+def last_red_flag_question(session: Session, *, patient_ids: list[int], now: datetime) -> RedFlagQuestion | None:
+    """The red-flag question of the last check-in sent to these patients (the people on one phone: the phone got
+    the question, whoever answers), or None when it asked none."""
     query = (select(ScheduledMessage.step, ScheduledMessage.red_flag, ScheduledMessage.sent_at, Enrollment.treatment)
              .join(Enrollment, ScheduledMessage.enrollment_id == Enrollment.id)
-             .where(Enrollment.patient_id == patient_id, ScheduledMessage.kind == MessageKind.REMINDER,
+             .where(Enrollment.patient_id.in_(patient_ids), ScheduledMessage.kind == MessageKind.REMINDER,
                     ScheduledMessage.is_checkin.is_(True), ScheduledMessage.channel == "sms",
                     ScheduledMessage.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]))
              .order_by(ScheduledMessage.sent_at.desc()).limit(1))

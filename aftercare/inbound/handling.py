@@ -18,7 +18,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aftercare import audit
-from aftercare.config import get_settings
 from aftercare.contact import normalize_phone
 from aftercare.errors import AftercareError, InputError
 from aftercare.escalation import RED_FLAG_SIGN
@@ -26,6 +25,7 @@ from aftercare.escalation.service import acknowledge, find_by_code, open_escalat
 from aftercare.inbound.answers import asks_beyond_normal, read_answer
 from aftercare.inbound.checkin import RedFlagQuestion, in_occlusion_window, last_red_flag_question, triage_context
 from aftercare.inbound.disposition import Action, Disposition, dispose
+from aftercare.inbound.identity import Recipient, identify, owner_clinics, patients_with_phone
 from aftercare.inbound.keywords import Keyword, classify, is_conditional_opt_in
 from aftercare.inbound.language import message_language
 from aftercare.models import (
@@ -46,6 +46,7 @@ from aftercare.protocols import render
 from aftercare.protocols.templates import default_catalog
 from aftercare.review.service import open_review_item, recently_held
 from aftercare.triage import TriageLevel, TriageResult, triage
+from aftercare.views import escalation_who
 
 log = logging.getLogger(__name__)
 # "ACK K7Q2PM", "Ack: k7q2pm", "ack #K7Q2PM thanks, on it": the code is the word right after ACK.
@@ -76,8 +77,10 @@ class Outcome:
 
 
 def handle_inbound_sms(session: Session, *, sid: str, from_number: str, to_number: str | None, body: str,
-                       num_media: int = 0, now: datetime | None = None) -> Outcome:
+                       num_media: int = 0, messaging_service_sid: str | None = None,
+                       now: datetime | None = None) -> Outcome:
     """Process one inbound SMS or MMS (`num_media` photos, Twilio's NumMedia) exactly once per provider SID.
+    `to_number` (Twilio's To) or `messaging_service_sid` (MessagingServiceSid) decides the clinic.
     The caller commits."""
     now = now or utcnow()
     previous = session.scalar(select(InboundMessage).where(InboundMessage.provider_sid == sid))
@@ -95,7 +98,7 @@ def handle_inbound_sms(session: Session, *, sid: str, from_number: str, to_numbe
     except IntegrityError:  # the same webhook retried concurrently: the first one handles it
         return _replay(session.scalar(select(InboundMessage).where(InboundMessage.provider_sid == sid)))
     with session.no_autoflush:  # one UPDATE of the inbound row at the end, not one per field as it is learned
-        outcome = _process(session, inbound, now)
+        outcome = _process(session, inbound, now, messaging_service_sid)
     inbound.handling, inbound.level, inbound.signs = outcome.handling, outcome.level, outcome.signs
     inbound.answer, inbound.escalation_id = outcome.answer, outcome.escalation_id
     audit.record(session, actor="patient" if inbound.patient_id else "sender", action="inbound.received",
@@ -123,14 +126,15 @@ def _normalise_sender(raw: str) -> str:
         return (raw or "").strip()[:32]
 
 
-def _process(session: Session, inbound: InboundMessage, now: datetime) -> Outcome:
-    patients = _patients_for(session, inbound.from_phone, inbound.to_phone)
+def _process(session: Session, inbound: InboundMessage, now: datetime, messaging_service_sid: str | None) -> Outcome:
+    owners = owner_clinics(session, inbound.to_phone, messaging_service_sid)
+    patients = patients_with_phone(session, inbound.from_phone, owners)
     kw, whole = classify(inbound.body)
-    if kw is None and is_conditional_opt_in(inbound.body) and patients and not patients[0].sms_allowed:
+    if kw is None and is_conditional_opt_in(inbound.body) and patients and not any(p.sms_allowed for p in patients):
         kw, whole = Keyword.START, True
     outcome = Outcome()
     if kw is not None:
-        outcome.answers.append(_apply_keyword(session, kw, patients, inbound, now))
+        outcome.answers.append(_apply_keyword(session, kw, patients, owners, inbound, now))
         outcome.handling = f"keyword:{kw}"
         if whole:
             return outcome
@@ -143,33 +147,57 @@ def _process(session: Session, inbound: InboundMessage, now: datetime) -> Outcom
         # A clinician's text is not a patient's reply: never triaged, never a review item.
         return Outcome(handling="staff", answers=[_UNKNOWN_CODE if ack else _STAFF_HELP])
     if not patients:
-        return _unknown_sender(session, inbound, outcome, now)
-    patient = patients[0]
-    inbound.patient_id = patient.id
-    enrollment = _current_enrollment(session, patient.id)
-    inbound.enrollment_id = enrollment.id if enrollment else None
-    return _triage_and_answer(session, inbound, patient, enrollment, outcome, now)
+        clinics = owners or list(session.scalars(select(Clinic).order_by(Clinic.id)))
+        return _unknown_sender(session, inbound, outcome, clinics, now)
+    recipients = identify(session, patients, inbound.body, now)
+    for recipient in recipients:
+        if recipient.patient is not None and not recipient.enrollments:
+            current = _current_enrollment(session, recipient.patient.id)
+            recipient.enrollments = [current] if current else []
+    first = recipients[0]
+    inbound.patient_id = first.patient.id if first.patient else None
+    inbound.enrollment_id = first.enrollment.id if first.enrollment else None
+    if len(recipients) == 1:
+        return _triage_and_answer(session, inbound, first, outcome, now)
+    return _for_every_clinic(session, inbound, recipients, outcome, now)
 
 
-def _patients_for(session: Session, phone: str, to_number: str | None) -> list[Patient]:
-    """Every patient with this number, the one whose clinic owns the receiving number first."""
-    patients = list(session.scalars(select(Patient).where(Patient.phone == phone).order_by(Patient.id.desc())))
-    return sorted(patients, key=lambda p: p.clinic.sms_from != to_number) if to_number else patients
+def _for_every_clinic(session: Session, inbound: InboundMessage, recipients: list[Recipient], outcome: Outcome,
+                      now: datetime) -> Outcome:
+    """A shared sending number and patients at several clinics, none of them (or several) still in care: each
+    clinic reads the reply about its own patient. The sender gets one answer: the safety one naming no clinic when
+    more than one clinic escalated."""
+    results = [_triage_and_answer(session, inbound, r, replace(outcome, answers=list(outcome.answers)), now)
+               for r in recipients]
+    escalated = [r for r in results if r.escalation_id is not None]
+    chosen = escalated[0] if escalated else results[0]
+    if len(escalated) > 1:
+        language = inbound.language or recipients[0].language
+        chosen.answers = [*outcome.answers, render("unknown.safety", language, **_clinic_values(None))]
+    chosen.level = max((r.level for r in results if r.level), key=lambda level: TriageLevel(level).rank,
+                       default=chosen.level)
+    chosen.signs = sorted({sign for r in results for sign in r.signs})
+    chosen.review_id = chosen.review_id or next((r.review_id for r in results if r.review_id), None)
+    return chosen
 
 
-def _apply_keyword(session: Session, kw: Keyword, patients: list[Patient], inbound: InboundMessage,
-                   now: datetime) -> str:
+def _apply_keyword(session: Session, kw: Keyword, patients: list[Patient], owners: list[Clinic] | None,
+                   inbound: InboundMessage, now: datetime) -> str:
+    """STOP and START change consent to SMS only for the patients with this phone at the clinic(s) owning the
+    number it was sent to (a STOP to clinic A says nothing about clinic B); everywhere when the number is no
+    clinic's. Email consent is untouched."""
     patient = patients[0] if patients else None
-    language = patient.language if patient else "en"
-    values = _clinic_values(patient.clinic if patient else None)
+    language = patient.language if patient else (inbound.language or "en")
+    values = _clinic_values(patient.clinic if patient else (owners[0] if owners else None))
+    ids = [p.id for p in patients]
     if kw == Keyword.STOP:
         source = f"sms:{inbound.body.strip()[:40].upper()}" if len(inbound.body.split()) == 1 else "sms:free-text"
-        session.execute(update(Patient).where(Patient.phone == inbound.from_phone, Patient.sms_opted_out_at.is_(None))
+        session.execute(update(Patient).where(Patient.id.in_(ids), Patient.sms_opted_out_at.is_(None))
                         .values(sms_opted_out_at=now, sms_opt_out_source=source))
         _audit_consent(session, patients, "consent.sms_opted_out", source=source, inbound_id=inbound.id)
         return render("optout.confirm", language, **values)
     if kw == Keyword.START:
-        session.execute(update(Patient).where(Patient.phone == inbound.from_phone)
+        session.execute(update(Patient).where(Patient.id.in_(ids))
                         .values(sms_opted_out_at=None, sms_opt_out_source=None, sms_consent=True))
         _audit_consent(session, patients, "consent.sms_opted_in", inbound_id=inbound.id)
         return render("optin.confirm", language, **values)
@@ -201,7 +229,7 @@ def _clinician_ack(session: Session, inbound: InboundMessage, code: str, now: da
     person = next(s for s in staff if s.clinic_id == escalation.clinic_id)
     try:
         acknowledge(session, escalation, by=person.name, via="sms", now=now)
-        text = (f"Acknowledged escalation {escalation.id} ({escalation.level}) for {escalation.first_name}. "
+        text = (f"Acknowledged escalation {escalation.id} ({escalation.level}) for {escalation_who(session, escalation)}. "
                 f"Call the patient: {escalation.callback_phone}")
     except AftercareError as exc:
         text = str(exc)
@@ -214,7 +242,8 @@ def _current_enrollment(session: Session, patient_id: int) -> Enrollment | None:
     return session.scalars(query).first()
 
 
-def _unknown_sender(session: Session, inbound: InboundMessage, outcome: Outcome, now: datetime) -> Outcome:
+def _unknown_sender(session: Session, inbound: InboundMessage, outcome: Outcome, clinics: list[Clinic],
+                    now: datetime) -> Outcome:
     """No patient has this number (a relative's phone, a new number): the clinic that owns the number it was sent
     to gets an escalation for a danger sign, a review item for anything else; nobody gets reassurance."""
     language = inbound.language or "en"
@@ -222,7 +251,6 @@ def _unknown_sender(session: Session, inbound: InboundMessage, outcome: Outcome,
     disposition = dispose(result, answerable=frozenset(), num_media=inbound.num_media)
     outcome.level, outcome.signs = disposition.level.value, disposition.signs
     outcome.handling = "unknown_sender" if outcome.handling == "reply" else outcome.handling
-    clinics = _clinics_for_number(session, inbound.to_phone)
     if disposition.action is Action.ESCALATE:
         for clinic in clinics:
             escalation = open_escalation(session, patient=None, enrollment=None, inbound=inbound, clinic_id=clinic.id,
@@ -243,49 +271,41 @@ def _unknown_sender(session: Session, inbound: InboundMessage, outcome: Outcome,
     return outcome
 
 
-def _clinics_for_number(session: Session, to_number: str | None) -> list[Clinic]:
-    """The clinic(s) a reply was sent to: the one whose sender number it is, or those using the default sender
-    when it is that. When the number decides nothing (not sent, or no clinic's), every clinic is a candidate:
-    a reply nobody is told about is the one outcome that must not happen."""
-    if to_number:
-        owners = list(session.scalars(select(Clinic).where(Clinic.sms_from == to_number).order_by(Clinic.id)))
-        if not owners and to_number == get_settings().twilio_from:
-            owners = list(session.scalars(select(Clinic).where(Clinic.sms_from.is_(None)).order_by(Clinic.id)))
-        if owners:
-            return owners
-    return list(session.scalars(select(Clinic).order_by(Clinic.id)))
-
-
-def _triage_and_answer(session: Session, inbound: InboundMessage, patient: Patient, enrollment: Enrollment | None,
-                       outcome: Outcome, now: datetime) -> Outcome:
+def _triage_and_answer(session: Session, inbound: InboundMessage, recipient: Recipient, outcome: Outcome,
+                       now: datetime) -> Outcome:
+    patient, clinic = recipient.patient, recipient.clinic
+    result, enrollment = _most_serious_reading(inbound.body, recipient, now)
     context = triage_context(enrollment, now)
-    result = triage(inbound.body, patient.language, **context)
-    red_flag = last_red_flag_question(session, patient_id=patient.id, now=now)
-    current = _unresolved_escalation(session, patient.id)
+    red_flag = last_red_flag_question(session, patient_ids=[p.id for p in recipient.candidates], now=now)
+    current = _unresolved_escalation(session, recipient, inbound.from_phone)
     answer = read_answer(inbound.body)
-    rest = triage(answer.rest, patient.language, **context) if answer and not answer.whole else None
+    rest = triage(answer.rest, recipient.language, **context) if answer and not answer.whole else None
     disposition = dispose(result, answerable=_answerable_now(enrollment, now), answer=answer, rest=rest,
                           red_flag=red_flag, num_media=inbound.num_media, open_escalation=current is not None,
                           asks=asks_beyond_normal(inbound.body))
-    if disposition.action is Action.ANSWER and not (outcome.handling == "reply" and _may_auto_answer(
+    if disposition.action is Action.ANSWER and patient is None:
+        # A shared phone and no telling whose reply it is: a person answers, knowing who might have written.
+        disposition = replace(disposition, action=Action.REVIEW, reason="shared_phone")
+    elif disposition.action is Action.ANSWER and not (outcome.handling == "reply" and _may_auto_answer(
             session, patient, enrollment)):
         # Answered once already for this check-in: a question still needs a person; anything else is recorded.
         disposition = (replace(disposition, action=Action.REVIEW, reason="question") if "?" in inbound.body
                        else replace(disposition, action=Action.SILENT, reason="answered"))
     outcome.level, outcome.signs = disposition.level.value, disposition.signs
     # The answer goes in the language the patient wrote in, when that is clear; else in their profile's.
-    language = inbound.language or patient.language
-    values = {"first_name": patient.first_name, "clinic_name": patient.clinic.name,
-              "clinic_phone": patient.clinic.phone}
+    language = inbound.language or recipient.language
+    values = {"first_name": patient.first_name if patient else "", "clinic_name": clinic.name,
+              "clinic_phone": clinic.phone}
     if disposition.action is Action.ESCALATE:
         escalation = open_escalation(session, patient=patient, enrollment=enrollment, inbound=inbound,
-                                     level=disposition.level.value, signs=disposition.signs,
-                                     explanation=_explanation(result, disposition, red_flag), now=now)
+                                     clinic_id=clinic.id, level=disposition.level.value, signs=disposition.signs,
+                                     explanation=_explanation(result, disposition, red_flag),
+                                     enrollments=recipient.enrollments, candidates=_shared(recipient), now=now)
         outcome.escalation_id = escalation.id
         outcome.answers.insert(0, render(f"safety.{disposition.level.value}", language, **values))
     elif disposition.action is Action.REVIEW:
         holding = render("reply.holding", language, **values)
-        _to_review(session, inbound, patient, enrollment, disposition, outcome, holding,
+        _to_review(session, inbound, recipient, enrollment, disposition, outcome, holding,
                    in_risk_window=in_occlusion_window(enrollment, red_flag, now), now=now)
     elif disposition.action is Action.SILENT and current is not None:
         outcome.escalation_id = current.id  # the clinician sees it on the escalation's timeline
@@ -295,13 +315,28 @@ def _triage_and_answer(session: Session, inbound: InboundMessage, patient: Patie
     return outcome
 
 
-def _to_review(session: Session, inbound: InboundMessage, patient: Patient, enrollment: Enrollment | None,
+def _most_serious_reading(body: str, recipient: Recipient, now: datetime) -> tuple[TriageResult, Enrollment | None]:
+    """Triage the reply against each treatment still in care (filler this morning, a booster an hour later) and
+    keep the most serious reading: the rules differ by treatment and day, and a missed emergency is the worst
+    outcome. Ties go to the newest treatment."""
+    readings = [(triage(body, recipient.language, **triage_context(e, now)), e) for e in recipient.enrollments]
+    if not readings:
+        return triage(body, recipient.language), None
+    return max(readings, key=lambda reading: reading[0].level.rank)
+
+
+def _shared(recipient: Recipient) -> list[Patient]:
+    return recipient.candidates if recipient.shared_phone else []
+
+
+def _to_review(session: Session, inbound: InboundMessage, recipient: Recipient, enrollment: Enrollment | None,
                disposition: Disposition, outcome: Outcome, holding: str, *, in_risk_window: bool,
                now: datetime) -> None:
     """A person must read it; the patient gets the holding answer unless they got one half an hour ago."""
     waiting = recently_held(session, sender=inbound.from_phone, now=now)
-    item = open_review_item(session, clinic=patient.clinic, inbound=inbound, reason=disposition.reason,
+    item = open_review_item(session, clinic=recipient.clinic, inbound=inbound, reason=disposition.reason,
                             level=disposition.level.value, enrollment_id=enrollment.id if enrollment else None,
+                            patient=recipient.patient, candidates=_shared(recipient),
                             in_risk_window=in_risk_window, now=now)
     outcome.review_id = item.id
     if not waiting:
@@ -315,8 +350,12 @@ def _explanation(result: TriageResult, disposition: Disposition, red_flag: RedFl
     return f"{said}; the reply itself: {result.explanation}" if result.signs else said
 
 
-def _unresolved_escalation(session: Session, patient_id: int) -> Escalation | None:
-    query = select(Escalation).where(Escalation.patient_id == patient_id, Escalation.status.in_(
+def _unresolved_escalation(session: Session, recipient: Recipient, sender: str) -> Escalation | None:
+    """The open or acknowledged escalation this reply belongs to: the patient's, or, for a shared phone nobody can
+    attribute, the one opened for that phone at this clinic."""
+    about = (Escalation.patient_id == recipient.patient.id if recipient.patient is not None else
+             Escalation.patient_id.in_([p.id for p in recipient.candidates]) | (Escalation.sender_phone == sender))
+    query = select(Escalation).where(Escalation.clinic_id == recipient.clinic.id, about, Escalation.status.in_(
         [EscalationStatus.OPEN, EscalationStatus.ACKNOWLEDGED])).order_by(Escalation.id.desc()).limit(1)
     return session.scalars(query).first()
 

@@ -16,7 +16,16 @@ from sqlalchemy.orm import Session
 from aftercare import audit
 from aftercare.errors import AftercareError, NotFound
 from aftercare.escalation.service import open_escalation
-from aftercare.models import Clinic, Enrollment, Escalation, InboundMessage, ReviewItem, ReviewStatus, utcnow
+from aftercare.models import (
+    Clinic,
+    Enrollment,
+    Escalation,
+    InboundMessage,
+    Patient,
+    ReviewItem,
+    ReviewStatus,
+    utcnow,
+)
 from aftercare.schedule.planner import QuietHours, next_allowed
 
 # Most serious first in the inbox; unknown levels sort last.
@@ -38,10 +47,14 @@ RISK_WINDOW_REVIEW = timedelta(minutes=15)
 
 def open_review_item(session: Session, *, clinic: Clinic, inbound: InboundMessage, reason: str,
                      level: str | None, enrollment_id: int | None = None, in_risk_window: bool = False,
+                     patient: Patient | None = None, candidates: list[Patient] | None = None,
                      now: datetime | None = None) -> ReviewItem:
+    """A reply for `clinic` to read, about `patient` (None: on file nowhere, or a shared phone's `candidates`,
+    all named on the item)."""
     now = now or utcnow()
     due = now + RISK_WINDOW_REVIEW if in_risk_window else review_due_at(clinic, now)
-    item = ReviewItem(clinic_id=clinic.id, patient_id=inbound.patient_id, enrollment_id=enrollment_id,
+    item = ReviewItem(clinic_id=clinic.id, patient_id=patient.id if patient else None,
+                      patient_ids=sorted(p.id for p in candidates or []), enrollment_id=enrollment_id,
                       inbound_id=inbound.id, reason=reason, level=level, status=ReviewStatus.OPEN, created_at=now,
                       due_at=due)
     session.add(item)
@@ -100,10 +113,11 @@ def escalate_review_item(session: Session, item: ReviewItem, *, by: str, level: 
         raise AftercareError(f"review item {item.id} is already {item.status}")
     now = now or utcnow()
     enrollment = session.get(Enrollment, item.enrollment_id) if item.enrollment_id else None
+    candidates = list(session.scalars(select(Patient).where(Patient.id.in_(item.patient_ids or []))))
     escalation = open_escalation(session, patient=item.patient, enrollment=enrollment, inbound=item.inbound,
                                  level=level, signs=["escalated_from_review"],
                                  explanation=f"escalated from the review inbox by {by}", clinic_id=item.clinic_id,
-                                 now=now)
+                                 candidates=candidates, now=now)
     item.status, item.done_at, item.done_by = ReviewStatus.ESCALATED, now, by
     item.inbound.escalation_id = escalation.id
     audit.record(session, actor=by, action="review.escalated", subject_type="review", subject_id=item.id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -53,8 +53,15 @@ class EnrollResult:
     created: bool
 
     def to_dict(self) -> dict[str, Any]:
+        """`sms`: whether SMS will reach the patient ("allowed", or why not: "opted_out", "no_consent")."""
         return {"enrollment_id": self.enrollment.id, "patient_id": self.patient.id, "scheduled": self.scheduled,
-                "created": self.created}
+                "created": self.created, "sms": _sms_state(self.patient)}
+
+
+def _sms_state(patient: Patient) -> str:
+    if patient.sms_opted_out_at is not None:
+        return "opted_out"
+    return "allowed" if patient.sms_consent else "no_consent"
 
 
 def validate_request(clinic: Clinic, *, first_name: str, phone: str, email: str | None, timezone: str | None,
@@ -81,19 +88,29 @@ def validate_request(clinic: Clinic, *, first_name: str, phone: str, email: str 
 
 def enroll(session: Session, *, clinic_slug: str, first_name: str, phone: str, email: str | None = None,
            timezone: str | None = None, language: str = "en", treatment: str, treated_at: datetime,
-           sms_consent: bool = True, email_consent: bool = True, now: datetime | None = None,
+           sms_consent: bool | None = None, email_consent: bool | None = None, now: datetime | None = None,
            actor: str = "cli") -> EnrollResult:
+    """Enroll a patient (found by clinic, phone and first name; created if new) for one treatment session.
+
+    `sms_consent` / `email_consent`: True or False when the clinic recorded the patient's answer for this
+    enrollment (True lifts an earlier SMS opt-out: consent given again); None keeps what is on file (yes for a new
+    patient). The schedule is planned on the consent the patient has after that. Raises InputError, NotFound.
+    """
+    now = now or utcnow()
     clinic = get_clinic(session, clinic_slug)
     request = validate_request(clinic, first_name=first_name, phone=phone, email=email, timezone=timezone,
                                language=language, treatment=treatment, treated_at=treated_at,
-                               sms_consent=sms_consent, email_consent=email_consent)
+                               sms_consent=sms_consent is not False, email_consent=email_consent is not False)
     patient = _find_or_create_patient(session, clinic, request)
     existing = _existing_enrollment(session, patient.id, request)
     if existing is not None:
         return EnrollResult(existing, patient, _count_messages(session, existing.id), created=False)
+    _record_consent(session, patient, sms=sms_consent, email=email_consent, fill_email=request.email, actor=actor)
+    planned = replace(request, sms_consent=patient.sms_allowed, email=patient.email,
+                      email_consent=patient.email_consent)
     try:
         with session.begin_nested():
-            enrollment, scheduled = _create_enrollment(session, clinic, patient, request, now or utcnow())
+            enrollment, scheduled = _create_enrollment(session, clinic, patient, planned, now)
     except IntegrityError:
         # Someone enrolled the same session concurrently: theirs stands, ours changes nothing.
         existing = _existing_enrollment(session, patient.id, request)
@@ -104,15 +121,43 @@ def enroll(session: Session, *, clinic_slug: str, first_name: str, phone: str, e
 
 
 def _find_or_create_patient(session: Session, clinic: Clinic, request: EnrollmentRequest) -> Patient:
-    patient = session.scalar(select(Patient).where(Patient.clinic_id == clinic.id, Patient.phone == request.phone,
-                                                   Patient.name_key == Patient.key_for(request.first_name)))
-    if patient is None:
-        patient = Patient(clinic_id=clinic.id, phone=request.phone, first_name=request.first_name,
-                          email=request.email, timezone=request.timezone, language=request.language,
-                          sms_consent=request.sms_consent, email_consent=request.email_consent)
-        session.add(patient)
-        session.flush()
+    """The clinic's patient with this phone and first name (a family phone carries several people), or a new one.
+    Two enrollments of one new patient at once make one patient: the loser of the insert race finds the winner's."""
+    query = select(Patient).where(Patient.clinic_id == clinic.id, Patient.phone == request.phone,
+                                  Patient.name_key == Patient.key_for(request.first_name))
+    patient = session.scalar(query)
+    if patient is not None:
+        return patient
+    patient = Patient(clinic_id=clinic.id, phone=request.phone, first_name=request.first_name,
+                      email=request.email, timezone=request.timezone, language=request.language,
+                      sms_consent=request.sms_consent, email_consent=request.email_consent)
+    try:
+        with session.begin_nested():
+            session.add(patient)
+            session.flush()
+    except IntegrityError:
+        return session.scalars(query).one()
     return patient
+
+
+def _record_consent(session: Session, patient: Patient, *, sms: bool | None, email: bool | None,
+                    fill_email: str | None, actor: str) -> None:
+    """Apply the consent the clinic recorded at this enrollment (None: nothing recorded), audited; an email given
+    for a patient who had none is kept (an email on file is never overwritten)."""
+    if fill_email and not patient.email:
+        patient.email = fill_email
+    if sms is True and not patient.sms_allowed:
+        patient.sms_consent, patient.sms_opted_out_at, patient.sms_opt_out_source = True, None, None
+        audit.record(session, actor=actor, action="consent.sms_opted_in", subject_type="patient",
+                     subject_id=patient.id, source="enrollment")
+    elif sms is False and patient.sms_consent:
+        patient.sms_consent = False
+        audit.record(session, actor=actor, action="consent.sms_withdrawn", subject_type="patient",
+                     subject_id=patient.id, source="enrollment")
+    if email is not None and email != patient.email_consent:
+        patient.email_consent = email
+        audit.record(session, actor=actor, action=f"consent.email_{'given' if email else 'withdrawn'}",
+                     subject_type="patient", subject_id=patient.id, source="enrollment")
 
 
 def _existing_enrollment(session: Session, patient_id: int, request: EnrollmentRequest) -> Enrollment | None:
