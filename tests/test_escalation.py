@@ -10,7 +10,7 @@ from sqlalchemy import update
 from aftercare.channels.console import read_outbox
 from aftercare.config import get_settings
 from aftercare.db import session_scope
-from aftercare.models import Escalation, MessageKind, ScheduledMessage
+from aftercare.models import Escalation, MessageKind, OnCallStaff, ScheduledMessage
 from tests.cli_helpers import add_clinic, cli_json, enroll, run_cli
 
 PATIENT = "+6281234567890"
@@ -193,3 +193,22 @@ def test_a_new_emergency_sign_on_an_open_escalation_pages_again_at_once(clinic):
     _reply("and now my left eye is blurry")
     cli_json("dispatch", "--once")
     assert len(_outbox_to(DOCTOR_A)) + len(_outbox_to(DOCTOR_B)) == 2
+
+
+@pytest.mark.parametrize("code", ["ZZZZZZ", "K7Q2", "ack123456"])
+def test_a_wrong_ack_code_is_answered_unknown_code_and_changes_nothing(clinic, code):
+    escalation_id = _reply("my lip has gone white and it really hurts")["escalation_id"]
+    answer = _reply(f"ACK {code}", sender=DOCTOR_B)
+    assert answer["handling"] == "staff" and "unknown code" in answer["answer"]
+    assert cli_json("escalations", "show", str(escalation_id))["status"] == "open"
+
+
+def test_on_call_staff_taken_off_the_list_can_no_longer_acknowledge(clinic):
+    escalation_id = _reply("my lip has gone white and it really hurts")["escalation_id"]
+    code = cli_json("escalations", "show", str(escalation_id))["code"]
+    with session_scope() as session:
+        session.execute(update(OnCallStaff).where(OnCallStaff.phone == DOCTOR_A).values(active=False))
+    answer = _reply(f"ACK {code}", sender=DOCTOR_A)
+    assert answer["handling"] != "ack" and "Acknowledged" not in (answer["answer"] or "")
+    assert cli_json("escalations", "show", str(escalation_id))["status"] == "open"
+    assert "Acknowledged" in _reply(f"ACK {code}", sender=DOCTOR_B)["answer"]
