@@ -53,6 +53,13 @@ def _patients() -> list[tuple[str, str, str]]:
         return sorted(tuple(row) for row in session.execute(select(Patient.phone, Patient.first_name, Patient.language)))
 
 
+def _owners() -> list[tuple[str, str]]:
+    """(first name, treatment) of every enrollment."""
+    with session_scope() as session:
+        return sorted(tuple(row) for row in session.execute(select(Patient.first_name, Enrollment.treatment)
+                                                             .join(Enrollment)))
+
+
 # -- phone numbers ------------------------------------------------------------------------------------------------
 SPREADSHEET_PHONES = ["628123456789.0", "6.28123E+11", "6,28123E+11", "6.28123456789E+11", "81234567890.0",
                       "6.2812E+12"]
@@ -181,9 +188,8 @@ def test_two_people_on_one_phone_become_two_patients_with_their_own_enrollments(
     assert (first["imported"], first["already_present"]) == (3, 0)
     assert _patients() == [("+6281200000001", "Putri", "en"), ("+6281200000001", "Sari", "id")]
     with session_scope() as session:
-        owners = [tuple(row) for row in session.execute(select(Patient.first_name, Enrollment.treatment).join(Enrollment))]
         emails = {name: email for name, email in session.execute(select(Patient.first_name, Patient.email))}
-    assert sorted(owners) == [("Putri", "dermal-filler"), ("Putri", "mesotherapy"), ("Sari", "mesotherapy")]
+    assert _owners() == [("Putri", "dermal-filler"), ("Putri", "mesotherapy"), ("Sari", "mesotherapy")]
     assert emails == {"Sari": "sari@example.com", "Putri": "putri@example.com"}
     messages = _count(ScheduledMessage)
     again = cli_json("import", str(path), "--clinic", "glow")
@@ -220,3 +226,5 @@ def test_a_family_phone_spread_over_two_batches_keeps_its_people_apart(env, tmp_
     report = cli_json("import", str(_write(tmp_path / "p.csv", rows)), "--clinic", "glow")
     assert report["imported"] == 4
     assert sorted(name for _, name, _ in _patients()) == ["Budi", "Putri", "Sari"]
+    assert _owners() == [("Budi", "mesotherapy"), ("Putri", "mesotherapy"), ("Sari", "dermal-filler"),
+                         ("Sari", "mesotherapy")]
