@@ -78,12 +78,14 @@ def clinic() -> None:
 @json_option
 def clinic_add(as_json: bool, **fields) -> None:
     """Create a clinic."""
-    from aftercare.clinics import add_clinic
+    from aftercare.clinics import add_clinic, name_sms_warning
     from aftercare.views import clinic_view
 
     with session_scope() as session:
         data = clinic_view(add_clinic(session, **fields))
     emit(data, as_json=as_json, title="clinic added")
+    if warning := name_sms_warning(data["name"]):
+        click.echo(f"warning: {warning}", err=True)
 
 
 @clinic.command("list")

@@ -12,6 +12,7 @@ from aftercare.contact import check_name, check_timezone, normalize_email, norma
 from aftercare.errors import InputError, NotFound
 from aftercare.models import Clinic, OnCallStaff
 from aftercare.protocols import parse_duration
+from aftercare.protocols.templates import non_gsm7
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _QUIET = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
@@ -44,6 +45,17 @@ def add_clinic(session: Session, *, name: str, slug: str, timezone: str, phone: 
     session.flush()
     audit.record(session, actor=actor, action="clinic.added", subject_type="clinic", subject_id=clinic.id, slug=slug)
     return clinic
+
+
+def name_sms_warning(name: str) -> str | None:
+    """One line for the person adding a clinic whose name makes every SMS UCS-2 (a part holds 70 characters
+    instead of 160, so most texts cost 2-3 parts), or None. Quotes and dashes are fine: SMS get plain forms."""
+    odd = non_gsm7(name)
+    if not odd:
+        return None
+    shown = ", ".join(f"{char} (U+{ord(char):04X})" for char in odd[:5])
+    return (f"the clinic name has characters outside the SMS alphabet ({shown}): every SMS naming the clinic "
+            "will be sent as UCS-2 and cost 2-3 times as much; consider a plain spelling")
 
 
 def _review_minutes(text: str) -> int:

@@ -2,7 +2,11 @@
 
 Good rows are imported in batches with bulk inserts (patients, enrollments and their whole schedules);
 bad rows go to a reject file next to the input, with the reason. Re-running the same file changes
-nothing: patients are keyed by (clinic, phone) and enrollments by (patient, treatment, time).
+nothing: patients are keyed by (clinic, phone, first name as Patient.key_for compares it), since a family
+phone carries several people, and enrollments by (patient, treatment, time).
+
+The file may be separated by commas, semicolons (what Excel writes in many locales), tabs or bars; the header
+line tells which. Rows with nothing in them (";;;;" left under a spreadsheet's data) are skipped.
 """
 
 from __future__ import annotations
@@ -32,6 +36,12 @@ REQUIRED = ("first_name", "phone", "treatment", "treated_at")
 BATCH_SIZE = 2000
 _TRUE = {"", "1", "true", "yes", "y", "ya"}
 _FALSE = {"0", "false", "no", "n", "tidak"}
+DELIMITERS = ",;\t|"
+# A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection"); full-width forms
+# count too in some locales. Such a cell is written with a leading single quote, which makes it plain text.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+# A patient of a clinic: the phone and the name key. Session: the patient plus treatment and time.
+PatientKey = tuple[str, str]
 
 
 @dataclass
@@ -96,7 +106,10 @@ class _open_csv:
             self.handle = open(self.path, newline="", encoding="utf-8-sig", errors="surrogateescape")  # noqa: SIM115
         except OSError as exc:
             raise InputError(f"cannot read {self.path}: {exc.strerror}") from None
-        reader = csv.DictReader(self.handle)
+        # One line is enough to tell the delimiter; seek(0) reads the file from its start again (BOM included).
+        delimiter = _guess_delimiter(self.handle.readline())
+        self.handle.seek(0)
+        reader = csv.DictReader(self.handle, delimiter=delimiter)
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in REQUIRED if c not in header]
         if missing:
@@ -109,12 +122,29 @@ class _open_csv:
         self.handle.close()
 
 
+def _guess_delimiter(header_line: str) -> str:
+    """The delimiter (of DELIMITERS) that splits the header line into the most of our column names; "," when
+    none does better. csv.Sniffer guesses from character counts and is easily misled by one short line."""
+    def known_columns(delimiter: str) -> int:
+        names = next(csv.reader([header_line], delimiter=delimiter), [])
+        return len({name.strip() for name in names} & set(COLUMNS))
+
+    return max(DELIMITERS, key=known_columns)  # max keeps the first of equals: ","
+
+
 def _rows(reader: csv.DictReader, path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     try:
         for row in reader:
-            yield reader.line_num, row
+            if not _is_blank(row):
+                yield reader.line_num, row
     except csv.Error as exc:
         raise InputError(f"{path.name}: line {reader.line_num}: {exc}") from None
+
+
+def _is_blank(row: dict[str | None, Any]) -> bool:
+    """A row of empty cells only (extra empty cells, under the None key, included)."""
+    values = [value for key, value in row.items() if key is not None] + list(row.get(None) or [])
+    return all(not (value or "").strip() for value in values)
 
 
 class _Rejects:
@@ -134,17 +164,17 @@ class _Rejects:
             self.writer = csv.writer(self.handle)
             self.writer.writerow(["line", "reason", *COLUMNS])
         self.count += 1
-        values = [_printable(row.get(c)) for c in COLUMNS]
-        self.writer.writerow([line, reason, *values])
+        self.writer.writerow([csv_cell(value) for value in (line, reason, *(row.get(c) for c in COLUMNS))])
 
     def __exit__(self, *exc_info: object) -> None:
         if self.handle:
             self.handle.close()
 
 
-def _printable(value: object) -> str:
-    text = "" if value is None else str(value)
-    return text.encode("utf-8", "replace").decode("utf-8")[:200]
+def csv_cell(value: object) -> str:
+    """A value as a cell of a CSV we write: valid UTF-8, at most 200 characters, never read as a formula."""
+    text = ("" if value is None else str(value)).encode("utf-8", "replace").decode("utf-8")[:200]
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def _validate_row(clinic: Clinic, row: dict[str, Any]) -> EnrollmentRequest:
@@ -181,7 +211,7 @@ def _flush(session: Session, clinic: Clinic, batch: list[tuple[int, EnrollmentRe
         return
     unique: dict[tuple, EnrollmentRequest] = {}
     for _, request in batch:
-        unique.setdefault((request.phone, request.treatment, request.treated_at), request)
+        unique.setdefault((*_patient_key(request), request.treatment, request.treated_at), request)
     duplicates_in_file = len(batch) - len(unique)
     if dry_run:
         existing = _existing_sessions(session, clinic, list(unique))
@@ -201,38 +231,47 @@ def _insert(session: Session, table: Table):
     return dialect.insert(table)
 
 
-def _upsert_patients(session: Session, clinic: Clinic, requests: list[EnrollmentRequest]) -> dict[str, int]:
-    rows = {}
+def _patient_key(request: EnrollmentRequest) -> PatientKey:
+    return request.phone, Patient.key_for(request.first_name)
+
+
+def _upsert_patients(session: Session, clinic: Clinic, requests: list[EnrollmentRequest]) -> dict[PatientKey, int]:
+    """Insert the patients not yet present; returns {(phone, name key): patient id} for every request."""
+    rows: dict[PatientKey, dict] = {}
     for r in requests:
-        rows.setdefault(r.phone, {"clinic_id": clinic.id, "phone": r.phone, "first_name": r.first_name,
-                                  "name_key": Patient.key_for(r.first_name),
-                                  "email": r.email, "timezone": r.timezone, "language": r.language,
-                                  "sms_consent": r.sms_consent, "email_consent": r.email_consent,
-                                  "created_at": utcnow()})
+        phone, name_key = _patient_key(r)
+        rows.setdefault((phone, name_key), {
+            "clinic_id": clinic.id, "phone": phone, "first_name": r.first_name, "name_key": name_key,
+            "email": r.email, "timezone": r.timezone, "language": r.language, "sms_consent": r.sms_consent,
+            "email_consent": r.email_consent, "created_at": utcnow()})
     table = Patient.__table__
     statement = (_insert(session, table).on_conflict_do_nothing(index_elements=["clinic_id", "phone", "name_key"])
-                 .returning(table.c.phone, table.c.id))
-    ids = dict(session.execute(statement, list(rows.values())).all())
+                 .returning(table.c.phone, table.c.name_key, table.c.id))
+    ids = {(phone, name_key): pid for phone, name_key, pid in session.execute(statement, list(rows.values()))}
     # Only patients already present (a re-import, a returning patient) need looking up.
-    known = [phone for phone in rows if phone not in ids]
+    known = [key for key in rows if key not in ids]
     if known:
-        ids.update(session.execute(select(Patient.phone, Patient.id).where(Patient.clinic_id == clinic.id,
-                                                                           Patient.phone.in_(known))).all())
+        query = select(Patient.phone, Patient.name_key, Patient.id).where(
+            Patient.clinic_id == clinic.id, Patient.phone.in_({phone for phone, _ in known}))
+        ids.update({(phone, name_key): pid for phone, name_key, pid in session.execute(query)
+                    if (phone, name_key) in rows})
     return ids
 
 
 def _existing_sessions(session: Session, clinic: Clinic, keys: list[tuple]) -> set[tuple]:
+    """The session keys (phone, name key, treatment, time) already enrolled at this clinic."""
     phones = list({k[0] for k in keys})
-    query = (select(Patient.phone, Enrollment.treatment, Enrollment.treated_at).join(Enrollment)
+    query = (select(Patient.phone, Patient.name_key, Enrollment.treatment, Enrollment.treated_at).join(Enrollment)
              .where(Patient.clinic_id == clinic.id, Patient.phone.in_(phones)))
-    present = {(p, t, at) for p, t, at in session.execute(query)}
+    present = {tuple(row) for row in session.execute(query)}
     return {k for k in keys if k in present}
 
 
 def _insert_enrollments(session: Session, clinic: Clinic, unique: dict[tuple, EnrollmentRequest],
-                        patient_ids: dict[str, int]) -> dict[int, tuple]:
+                        patient_ids: dict[PatientKey, int]) -> dict[int, tuple]:
     """Insert the sessions not yet present; returns {new enrollment id: session key}."""
-    by_patient = {(patient_ids[phone], treatment, at): (phone, treatment, at) for phone, treatment, at in unique}
+    by_patient = {(patient_ids[(phone, name_key)], treatment, at): (phone, name_key, treatment, at)
+                  for phone, name_key, treatment, at in unique}
     rows = [{"patient_id": pid, "clinic_id": clinic.id, "treatment": treatment,
              "protocol_version": load_protocol(treatment).version, "treated_at": at, "status": "active",
              "created_at": utcnow(), "updated_at": utcnow()} for pid, treatment, at in by_patient]

@@ -58,6 +58,19 @@ def test_the_printed_line_stays_one_short_line(tmp_path, capsys):
     assert read_outbox(Settings(home=tmp_path))[0]["body"].startswith("line one\nline two")
 
 
+@pytest.mark.parametrize("subject, body", [
+    (None, "my lip \x1b]0;pwned\x07\x1b[2J hurts"), (None, "CSI \x9b31m red"), (None, "abc \u202egpj.exe"),
+    ("Day 1\r\nBcc: x@evil.example", "Hi \u2066Ayu\u2069"), ("=?utf-8?q?x?= \u2028 y", "ok\x85done"),
+])
+def test_the_printed_line_carries_no_terminal_escape_bidi_control_or_line_break(tmp_path, capsys, subject, body):
+    ConsoleChannel(Settings(home=tmp_path)).send(
+        OutgoingMessage(message_id=1, channel="email", to="ayu@example.com", body=body, subject=subject))
+    [line] = capsys.readouterr().err.splitlines()
+    assert not [c for c in line if ord(c) < 32 or 0x7f <= ord(c) <= 0x9f or c in "\u202a\u202b\u202c\u202d\u202e"
+                "\u2066\u2067\u2068\u2069\u2028\u2029"], repr(line)
+    assert read_outbox(Settings(home=tmp_path))[0]["body"] == body  # the outbox keeps what was sent
+
+
 def test_read_outbox_is_empty_before_anything_was_sent(tmp_path):
     assert read_outbox(Settings(home=tmp_path / "nowhere")) == []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -19,6 +20,9 @@ except ImportError:  # pragma: no cover - Windows has no fcntl; O_APPEND alone s
     fcntl = None  # type: ignore[assignment]
 
 PREVIEW_CHARS = 200
+# Printed on the operator's terminal: escape sequences or bidi controls from a patient's words would drive it
+# or reorder the line, so they are shown as U+FFFD. The outbox file keeps the text exactly as sent.
+_NOT_PRINTED = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def outbox_path(settings: Settings) -> Path:
@@ -78,7 +82,7 @@ def _append_line(path: Path, line: str) -> None:
 def _preview(message: OutgoingMessage) -> str:
     text = " ".join(message.body.split())
     if message.subject:
-        text = f"{message.subject} | {text}"
+        text = f"{' '.join(message.subject.split())} | {text}"
     if len(text) > PREVIEW_CHARS:
         text = text[: PREVIEW_CHARS - 3] + "..."
-    return f"[outbox] {message.channel} -> {message.to}: {text}"
+    return _NOT_PRINTED.sub("\N{REPLACEMENT CHARACTER}", f"[outbox] {message.channel} -> {message.to}: {text}")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 import ssl
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import formatdate, make_msgid, parseaddr
 from functools import cache
 
@@ -15,6 +17,24 @@ from aftercare.config import Settings
 DEFAULT_SUBJECT = "Aftercare"
 # Rejections that mean our credentials or TLS setup are wrong, whatever command they answer.
 AUTH_REPLY_CODES = frozenset({530, 534, 535, 538})
+# Line breaks of any kind (str.splitlines' set) and other controls, which have no place in a header value.
+_NOT_IN_HEADERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class _StrictHeaderPolicy(EmailPolicy):
+    """The default policy refuses a raw line break in a header value, but decodes RFC 2047 encoded words
+    ("=?utf-8?q?Ayu=0AReply-To:...?=") and then writes the decoded line break out as is (CPython before
+    3.11.10 / 3.12.5, CVE-2024-6923): a name could add a header. This one also refuses a value whose decoded
+    text holds a line break or control character."""
+
+    def header_store_parse(self, name, value):  # type: ignore[no-untyped-def]
+        name, header = super().header_store_parse(name, value)
+        if _NOT_IN_HEADERS.search(str(header)):
+            raise ValueError(f"header {name} would contain a line break or control character")
+        return name, header
+
+
+STRICT_HEADERS = _StrictHeaderPolicy()
 
 
 class SmtpEmailChannel:
@@ -61,8 +81,9 @@ class SmtpEmailChannel:
 
 
 def build_email(message: OutgoingMessage, sender: str) -> EmailMessage:
-    """The email itself, with a Message-ID of ours so the receipt can name it."""
-    email = EmailMessage()
+    """The email itself, with a Message-ID of ours so the receipt can name it; ValueError if a header value
+    (address, subject) holds a line break, raw or mail-encoded, since that would inject a header."""
+    email = EmailMessage(policy=STRICT_HEADERS)
     email["From"] = sender
     email["To"] = message.to
     email["Subject"] = message.subject or DEFAULT_SUBJECT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import string
 from collections.abc import Iterable, Mapping
@@ -10,6 +11,8 @@ from functools import cache
 from pathlib import Path
 
 from aftercare.protocols.model import ProtocolError, read_yaml
+
+log = logging.getLogger(__name__)
 
 LANGUAGES: tuple[str, ...] = ("en", "id")
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -50,6 +53,17 @@ GSM7_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")  # each costs two septets (escape + char)
+# Typography that word processors and phones put in names ("Dr. Sari’s Clinic"), with the GSM-7 form an SMS
+# gets instead: one such character would make the whole SMS UCS-2, 70 characters a part instead of 160.
+# Letters are never changed (a library like unidecode would also turn GSM letters such as é or ñ into e, n).
+_TYPOGRAPHY = str.maketrans({
+    **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u0060\u00b4", "'"),
+    **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb", '"'),
+    **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"),
+    "\u2026": "...",
+    **dict.fromkeys("\u00a0\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000", " "),
+    **dict.fromkeys("\u00ad\u200b\u2060\ufeff", None),  # invisible: soft hyphen, zero-width space, joiners
+})
 
 
 @dataclass(frozen=True)
@@ -90,11 +104,18 @@ def normalise_language(language: str) -> str:
 
 
 def render(template_key: str, language: str, **values: str) -> str:
-    """Render an SMS or plain text (for an email template, its body)."""
+    """Render an SMS (in GSM-7 forms of quotes, dashes and spaces) or, for an email template, its body.
+
+    A text that still needs UCS-2 (a name in another script, an emoji) is sent as it is, with a WARNING log
+    that names the template, not the text."""
     template = default_catalog().get(template_key, language)
-    text = template.body if isinstance(template, EmailTemplate) else template
-    rendered = _fill(text, template_key, values)
-    return rendered if isinstance(template, EmailTemplate) else _tidy_sms(rendered)
+    if isinstance(template, EmailTemplate):
+        return _fill(template.body, template_key, values)
+    text = sms_form(_fill(template, template_key, values))
+    if not is_gsm7(text):
+        log.warning("sms template=%s language=%s needs UCS-2: %d segment(s)", template_key, language,
+                    sms_segments(text))
+    return text
 
 
 def render_email(template_key: str, language: str, **values: str) -> tuple[str, str]:
@@ -129,6 +150,16 @@ def _tidy_sms(text: str) -> str:
 
 
 # SMS segments ----------------------------------------------------------------------------------------------
+
+
+def sms_form(text: str) -> str:
+    """The text with typographic quotes, dashes, ellipses and special spaces in their GSM-7 forms."""
+    return _tidy_sms(text.translate(_TYPOGRAPHY))
+
+
+def non_gsm7(text: str) -> list[str]:
+    """The characters of `text` (once each, in order) that make an SMS of it UCS-2 even in its sms_form."""
+    return list(dict.fromkeys(char for char in sms_form(text) if not is_gsm7(char)))
 
 
 def is_gsm7(text: str) -> bool:
