@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -218,9 +218,9 @@ def _flush(session: Session, clinic: Clinic, batch: list[tuple[int, EnrollmentRe
         report.already_present += duplicates_in_file + len(existing)
         report.imported += len(unique) - len(existing)
         return
-    patient_ids = _upsert_patients(session, clinic, list(unique.values()))
+    patient_ids, no_sms = _upsert_patients(session, clinic, list(unique.values()))
     created = _insert_enrollments(session, clinic, unique, patient_ids)
-    _insert_messages(session, clinic, created, unique, now)
+    _insert_messages(session, clinic, created, unique, no_sms, now)
     session.commit()
     report.imported += len(created)
     report.already_present += len(batch) - len(created)
@@ -235,8 +235,11 @@ def _patient_key(request: EnrollmentRequest) -> PatientKey:
     return request.phone, Patient.key_for(request.first_name)
 
 
-def _upsert_patients(session: Session, clinic: Clinic, requests: list[EnrollmentRequest]) -> dict[PatientKey, int]:
-    """Insert the patients not yet present; returns {(phone, name key): patient id} for every request."""
+def _upsert_patients(session: Session, clinic: Clinic, requests: list[EnrollmentRequest]
+                     ) -> tuple[dict[PatientKey, int], set[PatientKey]]:
+    """Insert the patients not yet present; returns ({(phone, name key): patient id} for every request, the keys
+    of patients already on file whom SMS may not reach: opted out or without consent). A file never lifts an
+    opt-out: only `enroll --sms-consent` records consent given again."""
     rows: dict[PatientKey, dict] = {}
     for r in requests:
         phone, name_key = _patient_key(r)
@@ -250,12 +253,16 @@ def _upsert_patients(session: Session, clinic: Clinic, requests: list[Enrollment
     ids = {(phone, name_key): pid for phone, name_key, pid in session.execute(statement, list(rows.values()))}
     # Only patients already present (a re-import, a returning patient) need looking up.
     known = [key for key in rows if key not in ids]
+    no_sms: set[PatientKey] = set()
     if known:
-        query = select(Patient.phone, Patient.name_key, Patient.id).where(
-            Patient.clinic_id == clinic.id, Patient.phone.in_({phone for phone, _ in known}))
-        ids.update({(phone, name_key): pid for phone, name_key, pid in session.execute(query)
-                    if (phone, name_key) in rows})
-    return ids
+        query = select(Patient.phone, Patient.name_key, Patient.id, Patient.sms_consent, Patient.sms_opted_out_at
+                       ).where(Patient.clinic_id == clinic.id, Patient.phone.in_({phone for phone, _ in known}))
+        for phone, name_key, pid, consent, opted_out_at in session.execute(query):
+            if (phone, name_key) in rows:
+                ids[(phone, name_key)] = pid
+                if not consent or opted_out_at is not None:
+                    no_sms.add((phone, name_key))
+    return ids, no_sms
 
 
 def _existing_sessions(session: Session, clinic: Clinic, keys: list[tuple]) -> set[tuple]:
@@ -283,10 +290,12 @@ def _insert_enrollments(session: Session, clinic: Clinic, unique: dict[tuple, En
 
 
 def _insert_messages(session: Session, clinic: Clinic, created: dict[int, tuple],
-                     unique: dict[tuple, EnrollmentRequest], now: datetime) -> None:
+                     unique: dict[tuple, EnrollmentRequest], no_sms: set[PatientKey], now: datetime) -> None:
     rows: list[dict] = []
     for enrollment_id, key in created.items():
         request = unique[key]
+        if key[:2] in no_sms:  # planned on the consent on file, so nothing counts as scheduled that cannot go
+            request = replace(request, sms_consent=False)
         for row in plan_messages(load_protocol(request.treatment), clinic=clinic, request=request, now=now):
             row["enrollment_id"] = enrollment_id
             rows.append(row)

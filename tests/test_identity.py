@@ -160,6 +160,20 @@ def test_re_enrolling_with_consent_given_again_sends_sms_again(env):
     assert actions == ["consent.sms_opted_out", "consent.sms_opted_in"]
 
 
+def test_an_import_never_lifts_an_opt_out_nor_plans_sms_that_cannot_go(env, tmp_path):
+    add_clinic(quiet_hours="00:00-00:00")
+    first = enroll(phone=PHONE, treated_at=_ago(days=40))
+    _reply("STOP", None)
+    path = tmp_path / "sessions.csv"
+    path.write_text(f"first_name,phone,treatment,treated_at,sms_consent\nAyu,{PHONE},chemical-peel,{_ago(hours=1)},yes\n")
+    cli_json("import", str(path), "--clinic", "glow")
+    assert not _sms_allowed(first["patient_id"])
+    with session_scope() as session:
+        rows = session.execute(select(ScheduledMessage.channel, ScheduledMessage.status).join(Enrollment).where(
+            Enrollment.treatment == "chemical-peel")).all()
+    assert rows and {status for channel, status in rows if channel == "sms"} == {"skipped"}
+
+
 # --- one phone, two people --------------------------------------------------------------------------------------
 
 def test_a_family_phone_keeps_two_patients_apart(env):
