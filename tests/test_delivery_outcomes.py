@@ -12,7 +12,9 @@ from sqlalchemy import select, update
 
 from aftercare.channels import twilio_sms
 from aftercare.db import session_scope
+from aftercare.inbound.status import apply_status
 from aftercare.models import Channel, Escalation, Patient, PendingStatus, ScheduledMessage
+from aftercare.schedule import fallback
 from tests.cli_helpers import add_clinic, cli_json, enroll
 from tests.conftest import configure
 from tests.fakes.smtp import FakeSmtp
@@ -268,3 +270,30 @@ def test_an_escalation_naming_someone_else_holds_nothing(env):
     _escalate(patient_ids=[patient_id + 100], enrollment_ids=[booster + 100])
     cli_json("dispatch", "--once")
     assert _sent_for(filler) > 0 and _sent_for(booster) > 0
+
+
+def test_a_failure_callback_falls_back_once_on_both_backends(any_env):
+    add_clinic(quiet_hours="00:00-00:00")
+    treated = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0).isoformat()
+    enroll(phone=PATIENT, email="ayu@example.com", treated_at=treated)
+    cli_json("dispatch", "--once")
+    sid = _sms().provider_id
+    for code in ("30003", "30003", "21610"):  # a retried callback, then a later report: one fallback, no opt-out
+        with session_scope() as session:
+            apply_status(session, message_sid=sid, status="undelivered", error_code=code)
+    assert len(_fallbacks(_sms().id)) == 1 and _patient().sms_opted_out_at is None
+
+
+def test_a_fallback_that_collides_in_a_race_is_undone_alone_on_both_backends(any_env, monkeypatch):
+    add_clinic(quiet_hours="00:00-00:00")
+    treated = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0).isoformat()
+    enroll(phone=PATIENT, email="ayu@example.com", treated_at=treated)
+    cli_json("dispatch", "--once")
+    sms = _sms()
+    with session_scope() as session:  # another path wrote the step's email copy after our look for it
+        session.add(M(kind=sms.kind, enrollment_id=sms.enrollment_id, step=sms.step, channel=Channel.EMAIL,
+                      body="copy", planned_at=sms.planned_at, due_at=datetime.now(UTC)))
+    monkeypatch.setattr(fallback, "_has_email_copy", lambda session, row: False)
+    with session_scope() as session:
+        apply_status(session, message_sid=sms.provider_id, status="failed", error_code="21610")
+    assert _sms().status == "failed" and _patient().sms_opted_out_at is None  # the savepoint took the opt-out too
