@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
+
+# The code of a send that timed out after the request went out: the provider may have accepted the message, so
+# the next attempt first asks whether it did (see OutgoingMessage.unconfirmed_since) instead of sending blind.
+TIMEOUT_CODE = "timeout"
 
 
 @dataclass(frozen=True)
@@ -17,6 +22,9 @@ class OutgoingMessage:
     sender: str | None = None  # SMS: a clinic's own from number; email: a From address override
     subject: str | None = None  # email only
     status_callback: str | None = None  # SMS: full URL Twilio posts delivery status to
+    # When an earlier attempt timed out waiting for the provider's answer (UTC): the channel looks for a message
+    # it created since then and returns that one's receipt rather than sending a second copy.
+    unconfirmed_since: datetime | None = None
 
 
 @dataclass(frozen=True)

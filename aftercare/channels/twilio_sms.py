@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 from urllib.request import getproxies, proxy_bypass
@@ -16,7 +17,7 @@ from twilio.http.response import Response
 from twilio.rest import Client
 from urllib3.util.retry import Retry
 
-from aftercare.channels.base import DeliveryError, OutgoingMessage, Receipt
+from aftercare.channels.base import TIMEOUT_CODE, DeliveryError, OutgoingMessage, Receipt
 from aftercare.config import Settings
 
 # Twilio answers in well under a second; a request still open after this is better retried later
@@ -28,6 +29,8 @@ READ_TIMEOUT_SECONDS = 10.0
 POOL_MAXSIZE = 32
 
 OPTED_OUT_CODES = frozenset({21610})  # "Attempt to send to unsubscribed recipient" (the patient texted STOP)
+# Clocks differ: a message Twilio stamped a little before our own attempt time is still the one we asked for.
+CLOCK_SKEW = timedelta(minutes=2)
 # The number (or the message) can never be delivered as it is: retrying only repeats the error. Any other
 # 4xx is permanent too; these get a clearer description.
 PERMANENT_CODES = {
@@ -120,17 +123,43 @@ class TwilioSmsChannel:
         self.messaging_service_sid = settings.twilio_messaging_service_sid
 
     def send(self, message: OutgoingMessage) -> Receipt:
+        if message.unconfirmed_since is not None:
+            sid = self._created_since(message, message.unconfirmed_since)
+            if sid is not None:
+                return Receipt(provider_id=sid)  # the timed-out attempt did go out: record it, never send twice
         try:
             created = self.client.messages.create(**self._params(message))
         except (TwilioRestException, TwilioServiceException) as exc:
             # "from None": the SDK's message can quote the phone number, and a chained traceback gets logged.
             raise classify_twilio_error(exc.status, exc.code) from None
+        except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ProtocolError) as exc:
+            # The request went out and no answer came back: Twilio may have accepted it.
+            raise _unconfirmed(exc) from None
         except (urllib3.exceptions.HTTPError, OSError, TwilioException) as exc:
-            # Refused, reset, timed out: Twilio may be fine in a minute.
+            # Refused, or the connection failed before the request went out: Twilio may be fine in a minute.
             raise DeliveryError(
                 f"twilio unreachable: {type(exc).__name__}", permanent=False, code="connection"
             ) from None
         return Receipt(provider_id=created.sid)
+
+    def _created_since(self, message: OutgoingMessage, since: datetime) -> str | None:
+        """The SID of a message Twilio created with this text to this number (from our sender) at or after
+        `since` (UTC), or None. A lookup that fails raises the same "unconfirmed" error, so that the next try
+        asks again rather than sending blind."""
+        filters: dict[str, Any] = {"to": message.to, "date_sent_after": since - CLOCK_SKEW, "limit": 50}
+        sender = message.sender or self.default_from
+        if sender:
+            filters["from_"] = sender
+        try:
+            found = self.client.messages.list(**filters)
+        except (TwilioRestException, TwilioServiceException, TwilioException,
+                urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _unconfirmed(exc) from None
+        for candidate in found:
+            stamped = candidate.date_created or candidate.date_sent
+            if candidate.body == message.body and (stamped is None or stamped >= since - CLOCK_SKEW):
+                return candidate.sid
+        return None
 
     def _params(self, message: OutgoingMessage) -> dict[str, str]:
         params = {"to": message.to, "body": message.body}
@@ -144,11 +173,24 @@ class TwilioSmsChannel:
         return params
 
 
+def _unconfirmed(exc: Exception) -> DeliveryError:
+    return DeliveryError(f"twilio did not answer: {type(exc).__name__}; the message may have been accepted",
+                         permanent=False, code=TIMEOUT_CODE)
+
+
+def is_opt_out(code: str | int | None) -> bool:
+    """Whether a Twilio error code (from the API or a status callback) means the person unsubscribed."""
+    try:
+        return int(code) in OPTED_OUT_CODES if code is not None else False
+    except (TypeError, ValueError):
+        return False
+
+
 def classify_twilio_error(status: int, code: int | None) -> DeliveryError:
     """Map a Twilio error response to a DeliveryError; the text carries codes only, never the number."""
     label = f"twilio error {code} (HTTP {status})"
     code_text = str(code) if code is not None else str(status)
-    if code in OPTED_OUT_CODES:
+    if is_opt_out(code):
         return DeliveryError(f"{label}: recipient opted out", permanent=True, code=code_text, opted_out=True)
     if code in PERMANENT_CODES:
         return DeliveryError(f"{label}: {PERMANENT_CODES[code]}", permanent=True, code=code_text)

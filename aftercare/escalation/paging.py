@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from aftercare import audit
@@ -41,14 +41,21 @@ def queue_due_pages(session: Session, *, now: datetime | None = None) -> int:
 
 
 def queue_pages(session: Session, escalation: Escalation, *, reply_text: str | None, now: datetime) -> None:
-    """Write this round's page (SMS and email) to the outbox, due now, and set the next round's time."""
+    """Write this round's page (SMS and email) to the outbox, due now, to the person whose turn the round is."""
+    person = person_for_turn(session, escalation.clinic_id, escalation.page_round)
+    _queue_round(session, escalation, person, reply_text=reply_text, now=now)
+
+
+def _queue_round(session: Session, escalation: Escalation, person: OnCallStaff | None, *, reply_text: str | None,
+                 now: datetime) -> None:
+    """Page `person` (None: the clinic's own phone) for this round and set the next round's time."""
     from aftercare.escalation.service import repage_interval
 
     clinic = session.get(Clinic, escalation.clinic_id)
     values = _page_values(session, escalation, clinic, reply_text)
     # The time in the step keeps a second page in the same round (a new emergency sign) apart from the first.
-    person, channels = write_page(
-        session, clinic, turn=escalation.page_round, template="page", values=values, now=now,
+    channels = write_page(
+        session, clinic, person=person, template="page", values=values, now=now,
         step=f"page-{escalation.id}-{escalation.page_round}-{escalation.level}-{now:%Y%m%dT%H%M%S%f}",
         enrollment_id=escalation.enrollment_id, escalation_id=escalation.id)
     escalation.next_page_at = now + repage_interval(escalation.level, get_settings())
@@ -57,13 +64,17 @@ def queue_pages(session: Session, escalation: Escalation, *, reply_text: str | N
                  channels=channels)
 
 
-def write_page(session: Session, clinic: Clinic, *, turn: int, template: str, values: dict, now: datetime,
-               step: str, **row: int | None) -> tuple[OnCallStaff | None, list[str]]:
-    """Write one page to the outbox, due now: SMS (and email when they have one) to the on-call person whose
-    `turn` it is (round-robin over the active list), or to the clinic's own phone when nobody is on call.
-    `template` names the SMS text `<template>.sms` and the email `<template>.email`. Returns (person, channels)."""
-    staff = oncall_list(session, clinic.id)
-    person = staff[turn % len(staff)] if staff else None
+def person_for_turn(session: Session, clinic_id: int, turn: int) -> OnCallStaff | None:
+    """Round-robin over the clinic's active on-call list in position order; None when nobody is on call."""
+    staff = oncall_list(session, clinic_id)
+    return staff[turn % len(staff)] if staff else None
+
+
+def write_page(session: Session, clinic: Clinic, *, person: OnCallStaff | None, template: str, values: dict,
+               now: datetime, step: str, **row: int | None) -> list[str]:
+    """Write one page to the outbox, due now: SMS (and email when they have one) to `person`, or to the clinic's
+    own phone when nobody is on call. `template` names the SMS text `<template>.sms` and the email
+    `<template>.email`. Returns the channels written."""
     targets = [(Channel.SMS, person.phone if person else clinic.phone)]
     if person and person.email:
         targets.append((Channel.EMAIL, person.email))
@@ -72,7 +83,59 @@ def write_page(session: Session, clinic: Clinic, *, turn: int, template: str, va
                                      recipient=recipient, step=step, channel=channel,
                                      body=_page_body(template, channel, values), planned_at=now, due_at=now,
                                      status=MessageStatus.SCHEDULED, **row))
-    return person, [channel for channel, _ in targets]
+    return [channel for channel, _ in targets]
+
+
+def repage_after_failure(session: Session, failed: ScheduledMessage, *, now: datetime) -> None:
+    """An escalation's page SMS failed for good (the clinician texted STOP, a wrong number, a carrier failure):
+    email that person, and page the next on-call person at once, while the escalation is still open."""
+    escalation = session.get(Escalation, failed.escalation_id)
+    if escalation is None or escalation.status != EscalationStatus.OPEN:
+        return
+    clinic = session.get(Clinic, escalation.clinic_id)
+    email_after_failure(session, failed, template="page", values=_page_values(session, escalation, clinic, None),
+                        now=now)
+    found, person = next_untried(session, clinic, failed, ScheduledMessage.escalation_id == escalation.id)
+    if found:
+        escalation.page_round += 1
+        _queue_round(session, escalation, person, reply_text=None, now=now)
+
+
+def email_after_failure(session: Session, failed: ScheduledMessage, *, template: str, values: dict,
+                        now: datetime) -> None:
+    """Email the person whose page SMS failed, unless the same page already emails that address."""
+    person = session.get(OnCallStaff, failed.staff_id) if failed.staff_id else None
+    if person is None or not person.email:
+        return
+    emailed = session.scalar(select(ScheduledMessage.id).where(
+        ScheduledMessage.kind == MessageKind.PAGE, ScheduledMessage.step == failed.step,
+        ScheduledMessage.channel == Channel.EMAIL, ScheduledMessage.recipient == person.email).limit(1))
+    if emailed is not None:
+        return
+    # Its own step, named after the failed page's: a page's steps never meet a reminder's or another page's.
+    session.add(ScheduledMessage(
+        kind=MessageKind.PAGE, staff_id=person.id, recipient=person.email, step=f"{failed.step}-email"[:120],
+        channel=Channel.EMAIL, body=_page_body(template, Channel.EMAIL, values), planned_at=now, due_at=now,
+        status=MessageStatus.SCHEDULED, enrollment_id=failed.enrollment_id, escalation_id=failed.escalation_id,
+        review_item_id=failed.review_item_id, fallback_of_id=failed.id))
+
+
+def next_untried(session: Session, clinic: Clinic, failed: ScheduledMessage,
+                 same_case: ColumnElement[bool]) -> tuple[bool, OnCallStaff | None]:
+    """Who to page after `failed`: the next active on-call person in position order (wrapping round) whose page
+    SMS about the same case (`same_case`) has not failed, else the clinic's own phone as the last resort.
+    Returns (found, person); person None means the clinic's phone. Nobody is paged twice after a failure, so a
+    list where every number fails ends instead of looping."""
+    failed_rows = session.execute(select(ScheduledMessage.staff_id).where(
+        same_case, ScheduledMessage.kind == MessageKind.PAGE, ScheduledMessage.channel == Channel.SMS,
+        ScheduledMessage.status == MessageStatus.FAILED)).all()
+    tried = {staff_id for (staff_id,) in failed_rows} | {failed.staff_id}
+    staff = oncall_list(session, clinic.id)
+    after = next((i + 1 for i, person in enumerate(staff) if person.id == failed.staff_id), 0)
+    for person in staff[after:] + staff[:after]:
+        if person.id not in tried:
+            return True, person
+    return (None not in tried), None
 
 
 def _page_values(session: Session, escalation: Escalation, clinic: Clinic, reply_text: str | None) -> dict:

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
 from aftercare.channels import get_channel
-from aftercare.channels.base import DeliveryError, OutgoingMessage
+from aftercare.channels.base import TIMEOUT_CODE, DeliveryError, OutgoingMessage
 from aftercare.channels.ratelimit import get_rate_limiter, sender_key
 from aftercare.config import Settings, get_settings
 from aftercare.db import get_engine, session_factory
+from aftercare.inbound.status import apply_pending_statuses
 from aftercare.models import (
     Channel,
     Enrollment,
@@ -32,12 +33,14 @@ from aftercare.models import (
     MessageKind,
     MessageStatus,
     Patient,
+    PendingStatus,
     ReviewItem,
     ReviewStatus,
     ScheduledMessage,
     utcnow,
 )
 from aftercare.protocols import render, render_email
+from aftercare.schedule.fallback import after_permanent_sms_failure
 from aftercare.schedule.planner import QuietHours, next_allowed
 
 log = logging.getLogger(__name__)
@@ -64,7 +67,8 @@ def deliver_batch(ids: list[int], token: str, *, settings: Settings | None = Non
         # Only rows still carrying our token are renewed; a row another tick re-claimed is theirs now.
         ids = renew_lease(session, ids, token, until=now + timedelta(seconds=settings.claim_lease_seconds))
         rows = _load_claimed(session, ids, token)
-        held = _enrollments_under_escalation(session, {r.enrollment_id for r in rows if r.enrollment_id})
+        held = _enrollments_under_escalation(session, {r.enrollment_id: r.enrollment.patient_id for r in rows
+                                                       if r.enrollment is not None})
         settled = _settled_pages(session, rows)
         decisions = [(row.id, decide(row, held=held, settings=settings, now=now) if row.id not in settled
                       else Decision(status=MessageStatus.CANCELLED, reason="settled")) for row in rows]
@@ -120,18 +124,31 @@ class OutcomeWriter:
         self.connection.close()
 
     def write(self, row_id: int, token: str, values: dict) -> bool:
+        """Update our claimed row; False when the claim is no longer ours."""
+        changed, _ = self._commit(row_id, token, values)
+        return changed
+
+    def write_sent(self, row_id: int, token: str, provider_id: str, values: dict) -> bool:
+        """Record a send, as write() does. Returns whether status callbacks for its SID came first and wait in
+        PendingStatus (looked up in the same transaction, so one stored before this commit is seen)."""
+        changed, pending = self._commit(row_id, token, values, also=select(PendingStatus.id).where(
+            PendingStatus.provider_sid == provider_id).limit(1))
+        return changed and pending is not None
+
+    def _commit(self, row_id: int, token: str, values: dict, also: Select | None = None) -> tuple[bool, object]:
         statement = (update(M).where(M.id == row_id, M.claim_token == token, M.status == MessageStatus.CLAIMED)
                      .values(**values))
         for attempt in range(1, self.attempts + 1):
             try:
                 result = self.connection.execute(statement)
+                extra = self.connection.execute(also).scalar() if also is not None else None
                 self.connection.commit()
-                return result.rowcount == 1
+                return result.rowcount == 1, extra
             except DBAPIError:
                 if attempt == self.attempts:
                     raise
                 self._reconnect()  # the statement is idempotent: only our claim token can match
-        return False
+        return False, None
 
     def _reconnect(self) -> None:
         try:
@@ -156,13 +173,20 @@ def _load_claimed(session: Session, ids: list[int], token: str) -> list[Schedule
     return list(session.scalars(query))
 
 
-def _enrollments_under_escalation(session: Session, enrollment_ids: set[int]) -> set[int]:
-    """Enrollments with an escalation no clinician has looked at yet: their reminders wait."""
-    if not enrollment_ids:
+def _enrollments_under_escalation(session: Session, patients: dict[int, int]) -> set[int]:
+    """Of `patients` ({enrollment id: patient id}), the enrollments an escalation no clinician has looked at yet
+    names, by its enrollment or its patient, or among every treatment or candidate it lists: their reminders wait.
+    Open escalations are few, so they are read whole and matched here (JSON containment differs per backend)."""
+    if not patients:
         return set()
-    query = select(Escalation.enrollment_id).where(Escalation.enrollment_id.in_(enrollment_ids),
-                                                   Escalation.status == EscalationStatus.OPEN)
-    return set(session.scalars(query))
+    open_ones = session.execute(select(Escalation.enrollment_id, Escalation.enrollment_ids, Escalation.patient_id,
+                                       Escalation.patient_ids).where(Escalation.status == EscalationStatus.OPEN))
+    named_enrollments: set[int] = set()
+    named_patients: set[int] = set()
+    for enrollment_id, enrollment_ids, patient_id, patient_ids in open_ones:
+        named_enrollments.update([enrollment_id, *(enrollment_ids or [])])
+        named_patients.update([patient_id, *(patient_ids or [])])
+    return {e for e, p in patients.items() if e in named_enrollments or p in named_patients}
 
 
 def _settled_pages(session: Session, rows: list[ScheduledMessage]) -> set[int]:
@@ -222,10 +246,11 @@ def _patient_message(row: ScheduledMessage, patient: Patient, settings: Settings
         subject, body = (f"{clinic.name}: aftercare", row.body) if row.body else render_email(
             row.template, patient.language, **values)
         return OutgoingMessage(message_id=row.id, channel=Channel.EMAIL, to=patient.email, body=body,
-                               subject=subject, sender=clinic.email_from)
+                               subject=subject, sender=clinic.email_from, unconfirmed_since=_unconfirmed_since(row))
     body = row.body or render(row.template, patient.language, **values)
     return OutgoingMessage(message_id=row.id, channel=Channel.SMS, to=patient.phone, body=body,
-                           sender=clinic.sms_from, status_callback=status_callback_url(settings))
+                           sender=clinic.sms_from, status_callback=status_callback_url(settings),
+                           unconfirmed_since=_unconfirmed_since(row))
 
 
 def _page_decision(row: ScheduledMessage, settings: Settings) -> Decision:
@@ -235,9 +260,15 @@ def _page_decision(row: ScheduledMessage, settings: Settings) -> Decision:
     if row.channel == Channel.EMAIL:
         subject, _, body = (row.body or "").partition("\n\n")
         return Decision(message=OutgoingMessage(message_id=row.id, channel=Channel.EMAIL, to=row.recipient,
-                                                body=body, subject=subject))
+                                                body=body, subject=subject, unconfirmed_since=_unconfirmed_since(row)))
     return Decision(message=OutgoingMessage(message_id=row.id, channel=Channel.SMS, to=row.recipient, body=row.body,
-                                            status_callback=status_callback_url(settings)))
+                                            status_callback=status_callback_url(settings),
+                                            unconfirmed_since=_unconfirmed_since(row)))
+
+
+def _unconfirmed_since(row: ScheduledMessage) -> datetime | None:
+    """When the last try timed out after handing the message over, the time of that hand-over (kept in sent_at)."""
+    return row.sent_at if row.error_code == TIMEOUT_CODE else None
 
 
 def status_callback_url(settings: Settings) -> str:
@@ -259,31 +290,47 @@ def _finish_unsent(writer: OutcomeWriter, row_id: int, token: str, decision: Dec
 def send_one(row_id: int, message: OutgoingMessage, *, token: str, settings: Settings,
              writer: OutcomeWriter) -> str:
     """Send one message and record what happened. Returns the outcome name for counting."""
+    attempted_at = utcnow()
     try:
         if message.channel == Channel.SMS:
             get_rate_limiter(settings).acquire(sender_key(message, settings), settings.sms_rate_per_second)
+        attempted_at = utcnow()
         receipt = get_channel(message.channel, settings).send(message)
     except DeliveryError as error:
-        return _record_failure(row_id, message, error, token=token, settings=settings)
+        return _record_failure(row_id, message, error, token=token, settings=settings, attempted_at=attempted_at)
     except Exception as exc:  # a bug or an outage (e.g. Redis for the rate limit) must not strand the claim
         log.error("unexpected %s sending message %s", type(exc).__name__, row_id)
         return _record_failure(row_id, message, DeliveryError("unexpected error", permanent=False), token=token,
-                               settings=settings)
+                               settings=settings, attempted_at=attempted_at)
     now = utcnow()
-    writer.write(row_id, token, {"status": MessageStatus.SENT, "provider_id": receipt.provider_id, "sent_at": now,
-                                 "updated_at": now, "claimed_until": None, "error": None, "error_code": None})
+    pending = writer.write_sent(row_id, token, receipt.provider_id, {
+        "status": MessageStatus.SENT, "provider_id": receipt.provider_id, "sent_at": now, "updated_at": now,
+        "claimed_until": None, "error": None, "error_code": None})
+    if pending:
+        _apply_pending(receipt.provider_id)
     log.debug("message %s sent via %s", row_id, message.channel)
     return "sent"
 
 
+def _apply_pending(provider_id: str) -> None:
+    """Status callbacks that came before the send was recorded: apply them now that the row has its SID."""
+    with session_factory()() as session:
+        apply_pending_statuses(session, provider_id)
+        session.commit()
+
+
 def _record_failure(row_id: int, message: OutgoingMessage, error: DeliveryError, *, token: str,
-                    settings: Settings) -> str:
+                    settings: Settings, attempted_at: datetime) -> str:
     now = utcnow()
     with session_factory()() as session:
         row = session.get(M, row_id)
         if row is None or row.claim_token != token or row.status != MessageStatus.CLAIMED:
             return "lost_claim"
         row.attempts += 1
+        if error.code == TIMEOUT_CODE and not _unconfirmed_since(row):
+            # The provider may have taken it: remember since when, so the next try asks before sending again.
+            # A try that timed out again keeps the first time, the earliest the message can have been created.
+            row.sent_at = attempted_at
         row.error, row.error_code = str(error)[:500], error.code
         row.claimed_until = row.claim_token = None
         if not error.permanent and row.attempts < settings.max_attempts:
@@ -293,24 +340,10 @@ def _record_failure(row_id: int, message: OutgoingMessage, error: DeliveryError,
             row.status, row.failed_at = MessageStatus.FAILED, now
             outcome = "failed"
             if error.permanent and message.channel == Channel.SMS:
-                _after_permanent_sms_failure(session, row, error, now)
+                after_permanent_sms_failure(session, row, code=error.code, opted_out=error.opted_out, now=now)
         session.commit()
     log.warning("message %s %s: code=%s permanent=%s", row_id, outcome, error.code, error.permanent)
     return outcome
-
-
-def _after_permanent_sms_failure(session: Session, row: ScheduledMessage, error: DeliveryError,
-                                 now: datetime) -> None:
-    if row.enrollment_id is None or row.kind == MessageKind.PAGE:
-        return  # a page goes to staff: its failure never touches the patient's consent (and has its own email)
-    patient = session.scalars(select(Patient).join(Enrollment).where(Enrollment.id == row.enrollment_id)).one()
-    if error.opted_out and patient.sms_opted_out_at is None:
-        patient.sms_opted_out_at, patient.sms_opt_out_source = now, f"carrier:{error.code}"
-    if patient.email_allowed:
-        session.add(M(kind=row.kind, enrollment_id=row.enrollment_id, step=row.step, channel=Channel.EMAIL,
-                      template=row.template, body=row.body, is_checkin=row.is_checkin, is_safety=row.is_safety,
-                      red_flag=row.red_flag, planned_at=row.planned_at, due_at=now, fresh_until=row.fresh_until,
-                      fallback_of_id=row.id))
 
 
 def backoff(attempt: int, base_seconds: float) -> timedelta:

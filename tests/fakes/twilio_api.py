@@ -2,7 +2,8 @@
 
 It answers POST /2010-04-01/Accounts/{AccountSid}/Messages.json as Twilio does (201 with a message
 resource, or an error JSON with code/message/more_info/status), records every request, and can be told
-to fail. Run it in-process (FakeTwilio() as a context manager) or as its own process:
+to fail, or to accept a message and then hold its answer (stall_next: the client's read times out). GET on the
+same path lists the accepted messages, filtered by To, From and DateSent> (DateSent>= too), newest first. Run it in-process (FakeTwilio() as a context manager) or as its own process:
 
     python -m tests.fakes.twilio_api --port 0      # prints the base URL, then serves until SIGTERM/SIGINT
 
@@ -24,6 +25,7 @@ import sys
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import ThreadingHTTPServer
@@ -64,6 +66,10 @@ class FakeTwilio:
         self._failures: list[dict[str, Any]] = []
         self._changed = threading.Condition()
         self._faults = _Faults()
+        self._stalls: list[float] = []  # seconds to hold the answer to each next accepted message
+        # Called with each accepted message's record before its answer goes back: e.g. to post the status
+        # callback that real Twilio can deliver before the sender has read the API's answer.
+        self.on_accept: Any = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -131,6 +137,9 @@ class FakeTwilio:
         self.clear()
         self._faults = _Faults()
         self.latency = 0.0
+        self.on_accept = None
+        with self._changed:
+            self._stalls.clear()
 
     # -- fault injection -----------------------------------------------------------------------------
     def fail_next(self, n: int = 1, status: int = 500, code: int | None = None) -> None:
@@ -142,6 +151,30 @@ class FakeTwilio:
 
     def fail_rate(self, fraction: float, statuses: tuple[int, ...] = (500, 429), seed: int | None = None) -> None:
         self._faults.set_rate(fraction, statuses, seed)
+
+    def stall_next(self, n: int = 1, seconds: float = 2.0) -> None:
+        """Accept the next n messages (they are created and listed) but hold each answer this long, as when
+        Twilio takes a message and the response is lost or late."""
+        with self._changed:
+            self._stalls.extend([seconds] * n)
+
+    def take_stall(self) -> float:
+        with self._changed:
+            return self._stalls.pop(0) if self._stalls else 0.0
+
+    def list_messages(self, account_sid: str, query: dict[str, str]) -> dict[str, Any]:
+        """The Messages list resource: accepted messages of this account, newest first, filtered as Twilio does
+        by To, From and the time sent (messages here are sent the moment they are accepted)."""
+        since = query.get("DateSent>") or query.get("DateSent>=")
+        since_at = _parse_time(since) if since else None
+        found = [r for r in reversed(self.messages) if r["account_sid"] == account_sid
+                 and query.get("To") in (None, r["to"]) and query.get("From") in (None, r["from_"])
+                 and (since_at is None or r["at"] >= since_at)]
+        size = int(query.get("PageSize") or 50)
+        uri = f"/2010-04-01/Accounts/{account_sid}/Messages.json"
+        return {"messages": [_message_resource(r) for r in found[:size]], "end": min(size, len(found)) - 1,
+                "first_page_uri": uri, "next_page_uri": None, "page": 0, "page_size": size,
+                "previous_page_uri": None, "start": 0, "uri": uri}
 
     # -- request handling (called from server threads) -----------------------------------------------
     def handle_message(self, account_sid: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -161,6 +194,8 @@ class FakeTwilio:
         with self._changed:
             self._records.append(record)
             self._changed.notify_all()
+        if self.on_accept is not None:
+            self.on_accept(record)
         return 201, _message_resource(record)
 
     def _refuse(self, record: dict[str, Any], status: int, code: int | None) -> tuple[int, dict[str, Any]]:
@@ -234,8 +269,14 @@ def error_payload(status: int, code: int) -> dict[str, Any]:
     }
 
 
+def _parse_time(text: str) -> float:
+    """A DateSent filter: YYYY-MM-DD (the day's start, GMT) or the SDK's YYYY-MM-DDTHH:MM:SSZ."""
+    shape = "%Y-%m-%dT%H:%M:%SZ" if "T" in text else "%Y-%m-%d"
+    return datetime.strptime(text, shape).replace(tzinfo=UTC).timestamp()
+
+
 def _message_resource(record: dict[str, Any]) -> dict[str, Any]:
-    now = formatdate(usegmt=True)
+    now = formatdate(record["at"], usegmt=True)
     sid, account_sid = record["sid"], record["account_sid"]
     uri = f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json"
     return {
@@ -243,7 +284,7 @@ def _message_resource(record: dict[str, Any]) -> dict[str, Any]:
         "api_version": "2010-04-01",
         "body": record["body"],
         "date_created": now,
-        "date_sent": None,
+        "date_sent": now,
         "date_updated": now,
         "direction": "outbound-api",
         "error_code": None,
@@ -340,14 +381,20 @@ class _Handler(socketserver.StreamRequestHandler):
         if path.startswith("/_fake/"):
             return _control(fake, method, path, body)
         match = MESSAGES_PATH.match(path)
-        if method != "POST" or not match:
+        if method not in ("POST", "GET") or not match:
             return 404, error_payload(404, 20404), ""
         if not _authorized(headers.get("authorization", ""), match["account_sid"], fake.auth_token):
             return 401, error_payload(401, 20003), 'WWW-Authenticate: Basic realm="Twilio API"\r\n'
+        if method == "GET":
+            query = {key: values[0] for key, values in parse_qs(target.partition("?")[2]).items()}
+            return 200, fake.list_messages(match["account_sid"], query), ""
         form = {key: values[0] for key, values in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
         if fake.latency:
             time.sleep(fake.latency)
-        return (*fake.handle_message(match["account_sid"], form), "")
+        status, payload = fake.handle_message(match["account_sid"], form)
+        if status == 201 and (stall := fake.take_stall()):
+            time.sleep(stall)  # created, but the answer comes too late for the client
+        return status, payload, ""
 
     def _reply(self, status: int, payload: Any, extra: str) -> None:
         body = json.dumps(payload).encode("utf-8")
