@@ -8,7 +8,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from aftercare.channels.console import read_outbox
 from aftercare.config import get_settings
@@ -201,6 +201,9 @@ def test_a_danger_sign_from_a_shared_phone_names_every_candidate(family):
     sari, putri = family
     result = _reply("the skin on the lip has gone white and blotchy, so painful", None)
     [escalation] = _escalations()
+    cli_json("dispatch", "--once")
+    [page] = [m for m in read_outbox(get_settings()) if m["to"] == "+6281100000001"]
+    assert "Sari or Putri (shared phone)" in page["body"] and PHONE in page["body"]
     assert escalation.patient_id is None and escalation.sender_phone == PHONE
     assert escalation.patient_ids == sorted([sari["patient_id"], putri["patient_id"]])
     assert sorted(escalation.enrollment_ids) == sorted([sari["enrollment_id"], putri["enrollment_id"]])
@@ -239,6 +242,17 @@ def test_an_escalation_names_every_active_treatment_and_holds_all_their_reminder
     assert sorted(escalation.enrollment_ids) == sorted([filler["enrollment_id"], booster["enrollment_id"]])
     shown = cli_json("escalations", "show", str(escalation.id))
     assert [t["treatment"] for t in shown["treatments"]] == ["skin-booster", "dermal-filler"]
+    cli_json("dispatch", "--once")
+    [page] = [m for m in read_outbox(get_settings()) if m["to"] == "+6281100000001"]
+    assert "skin-booster 2h ago, dermal-filler 3h ago" in page["body"]
+    # Every treatment's routine reminders wait for a clinician, not only the one the reply was read against.
+    before = len([m for m in read_outbox(get_settings()) if m["to"] == PHONE])
+    with session_scope() as session:
+        session.execute(update(ScheduledMessage).where(ScheduledMessage.kind == "reminder",
+                                                       ScheduledMessage.status == "scheduled")
+                        .values(due_at=datetime.now(UTC) - timedelta(seconds=1)))
+    cli_json("dispatch", "--once")
+    assert len([m for m in read_outbox(get_settings()) if m["to"] == PHONE]) == before
     # A second alarming reply is the same escalation, not a second one per treatment.
     _reply("and now my vision is blurry", None)
     assert len(_escalations()) == 1

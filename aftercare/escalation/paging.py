@@ -3,7 +3,7 @@ nothing about safety depends on the broker keeping a task. Each round pages the 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
@@ -26,6 +26,7 @@ from aftercare.models import (
     utcnow,
 )
 from aftercare.protocols import render, render_email
+from aftercare.views import escalation_who
 
 
 def queue_due_pages(session: Session, *, now: datetime | None = None) -> int:
@@ -139,15 +140,30 @@ def next_untried(session: Session, clinic: Clinic, failed: ScheduledMessage,
 
 
 def _page_values(session: Session, escalation: Escalation, clinic: Clinic, reply_text: str | None) -> dict:
-    enrollment = session.get(Enrollment, escalation.enrollment_id) if escalation.enrollment_id else None
     if reply_text is None:
         reply_text = session.scalar(select(InboundMessage.body).where(InboundMessage.escalation_id == escalation.id)
                                     .order_by(InboundMessage.id.desc()).limit(1)) or ""
     reply = reply_text if len(reply_text) <= 300 else reply_text[:297] + "..."
-    return {"level": escalation.level.upper(), "first_name": escalation.first_name,
-            "treatment": enrollment.treatment if enrollment else "unknown", "reply": reply, "code": escalation.code,
+    return {"level": escalation.level.upper(), "first_name": escalation_who(session, escalation),
+            "treatment": _treatments(session, escalation), "reply": reply, "code": escalation.code,
             "clinic_name": clinic.name, "clinic_phone": clinic.phone, "patient_phone": escalation.callback_phone or "",
             "note": " ".join(_page_notes(escalation))}
+
+
+def _treatments(session: Session, escalation: Escalation) -> str:
+    """Every treatment the escalation names and how long ago, newest first: "skin-booster 2h ago, dermal-filler
+    3h ago" (a patient treated twice that morning may be reporting on either)."""
+    ids = set(escalation.enrollment_ids or []) | ({escalation.enrollment_id} if escalation.enrollment_id else set())
+    if not ids:
+        return "unknown"
+    enrollments = session.scalars(select(Enrollment).where(Enrollment.id.in_(ids))
+                                  .order_by(Enrollment.treated_at.desc()))
+    return ", ".join(f"{e.treatment} {_ago(escalation.opened_at - e.treated_at)} ago" for e in enrollments)
+
+
+def _ago(delta: timedelta) -> str:
+    hours = max(0, int(delta.total_seconds() // 3600))
+    return f"{hours}h" if hours < 48 else f"{hours // 24}d"
 
 
 def _page_notes(escalation: Escalation) -> list[str]:
@@ -155,7 +171,9 @@ def _page_notes(escalation: Escalation) -> list[str]:
     notes = []
     if RED_FLAG_SIGN in escalation.signs:
         notes.append("They answered YES to the check-in's red-flag question.")
-    if escalation.patient is None:
+    if escalation.patient is None and escalation.patient_ids:
+        notes.append("Shared phone, not sure who wrote: call this number back.")
+    elif escalation.patient is None:
         notes.append("Sender not on file: call this number back.")
     elif not escalation.patient.sms_allowed:
         notes.append("Patient has opted out of SMS: reach them by phone.")
