@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     twilio_from: str = ""
     twilio_messaging_service_sid: str = ""
     twilio_api_base_url: str = "https://api.twilio.com"
+    twilio_webhook_key: str = Field("", description="SharedKey secret of a Twilio Webhook Setting (HMAC-SHA256)")
 
     smtp_host: str = "localhost"
     smtp_port: int = 25

@@ -1,8 +1,10 @@
 """The web app Twilio talks to: inbound SMS, delivery status callbacks, and a health check.
 
 Flask, as in Twilio's own examples: the app is three small form-encoded endpoints and needs no more.
-Every Twilio request must carry a valid X-Twilio-Signature computed over our public URL; anything else
-gets 403 and changes nothing.
+Every Twilio request must carry a valid X-Twilio-Signature computed over our public URL: HMAC-SHA1 with the
+account's auth token, or, when the request carries X-Twilio-Webhooks-Signature-Settings (a Twilio Webhook
+Setting signs it with a SharedKey), the algorithm that header names with AFTERCARE_TWILIO_WEBHOOK_KEY. Anything
+else gets 403 and changes nothing. The webhook paths answer with or without a trailing slash.
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ from xml.sax.saxutils import escape
 
 from flask import Flask, Response, abort, request
 from sqlalchemy import text
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import (
+    SIGNATURE_HEADER,
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+    get_signature_algorithm,
+)
 from werkzeug.exceptions import HTTPException
 
 from aftercare.config import Settings, get_settings
@@ -28,14 +35,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     app = Flask("aftercare")
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
-    validator = RequestValidator(settings.twilio_auth_token)
+    # A webhook URL entered as ".../twilio/sms/" in Twilio's console must reach us too, not 404 (reply lost).
+    app.url_map.strict_slashes = False
     public_url = settings.public_url.rstrip("/")
 
     def require_signature() -> dict[str, str]:
         params = _form()
+        # Twilio signs the URL as configured: validate against the path as requested, trailing slash and all.
         url = public_url + request.full_path.rstrip("?")
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not settings.twilio_auth_token or not signature or not validator.validate(url, params, signature):
+        if not _signed_by_twilio(settings, url, params):
             log.warning("rejected %s: bad or missing Twilio signature", request.path)
             abort(403)
         return params
@@ -74,6 +82,20 @@ def create_app(settings: Settings | None = None) -> Flask:
         return Response(f"{error.code} {error.name}\n", status=error.code, mimetype="text/plain")
 
     return app
+
+
+def _signed_by_twilio(settings: Settings, url: str, params: dict[str, str]) -> bool:
+    """True when the request's signature over `url` and `params` is Twilio's: the SharedKey of a Webhook Setting
+    when the signature-settings header names one, else the account's auth token (HMAC-SHA1)."""
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    signature_settings = request.headers.get(SIGNATURE_SETTINGS_HEADER)
+    secret = settings.twilio_webhook_key if signature_settings is not None else settings.twilio_auth_token
+    if signature_settings is not None and not secret:
+        log.warning("a shared-key signed webhook, but AFTERCARE_TWILIO_WEBHOOK_KEY is not set")
+    if not secret or not signature:
+        return False
+    algorithm = get_signature_algorithm(signature_settings)
+    return RequestValidator(secret).validate(url, params, signature, algorithm)
 
 
 def _form() -> dict[str, str]:
