@@ -299,3 +299,24 @@ def test_two_simultaneous_enrolls_of_one_new_phone_make_one_patient_and_keep_bot
             session.execute(ReviewItem.__table__.delete())
             session.execute(Enrollment.__table__.delete())
             session.execute(Patient.__table__.delete())
+
+
+# --- a Messaging Service decides the clinic too ------------------------------------------------------------------
+
+def test_a_reply_through_the_messaging_service_reaches_the_clinics_that_use_it(env, monkeypatch):
+    from tests.processes import AUTH_TOKEN
+    from tests.web_helpers import PUBLIC_URL, serve_app
+
+    service = "MG" + "1" * 32
+    configure(monkeypatch, twilio_auth_token=AUTH_TOKEN, public_url=PUBLIC_URL, twilio_messaging_service_sid=service)
+    add_clinic("alpha", phone=PHONE_A, quiet_hours="00:00-00:00")  # sends through the Messaging Service
+    add_clinic("beta", phone=PHONE_B, quiet_hours="00:00-00:00", sms_from=SENDER_B)
+    a = enroll(clinic="alpha", phone=PHONE, treatment="chemical-peel", treated_at=_ago(days=3))
+    enroll(clinic="beta", phone=PHONE, treatment="dermal-filler", treated_at=_ago(hours=5))
+    params = {"MessageSid": "SM" + "2" * 32, "From": PHONE, "To": "+15005550099", "Body": "STOP",
+              "MessagingServiceSid": service, "AccountSid": "AC" + "0" * 32}
+    with serve_app() as client:
+        assert client.signed_post("/twilio/sms", params).status_code == 200
+    assert not _sms_allowed(a["patient_id"])
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Patient).where(Patient.sms_opted_out_at.is_(None))) == 1

@@ -134,7 +134,7 @@ def _process(session: Session, inbound: InboundMessage, now: datetime, messaging
         kw, whole = Keyword.START, True
     outcome = Outcome()
     if kw is not None:
-        outcome.answers.append(_apply_keyword(session, kw, patients, owners, inbound, now))
+        outcome.answers.append(_apply_keyword(session, kw, patients, owners, inbound, now, whole=whole))
         outcome.handling = f"keyword:{kw}"
         if whole:
             return outcome
@@ -182,7 +182,7 @@ def _for_every_clinic(session: Session, inbound: InboundMessage, recipients: lis
 
 
 def _apply_keyword(session: Session, kw: Keyword, patients: list[Patient], owners: list[Clinic] | None,
-                   inbound: InboundMessage, now: datetime) -> str:
+                   inbound: InboundMessage, now: datetime, *, whole: bool) -> str:
     """STOP and START change consent to SMS only for the patients with this phone at the clinic(s) owning the
     number it was sent to (a STOP to clinic A says nothing about clinic B); everywhere when the number is no
     clinic's. Email consent is untouched."""
@@ -191,7 +191,11 @@ def _apply_keyword(session: Session, kw: Keyword, patients: list[Patient], owner
     values = _clinic_values(patient.clinic if patient else (owners[0] if owners else None))
     ids = [p.id for p in patients]
     if kw == Keyword.STOP:
-        source = f"sms:{inbound.body.strip()[:40].upper()}" if len(inbound.body.split()) == 1 else "sms:free-text"
+        # The keyword as typed ("sms:BERHENTI"), the keyword wrapped in politeness ("Stop please": "sms:STOP"),
+        # or a sentence asking us to stop.
+        single = len(inbound.body.split()) == 1
+        source = (f"sms:{inbound.body.strip()[:40].upper()}" if single else f"sms:{kw.name}" if whole
+                  else "sms:free-text")
         session.execute(update(Patient).where(Patient.id.in_(ids), Patient.sms_opted_out_at.is_(None))
                         .values(sms_opted_out_at=now, sms_opt_out_source=source))
         _audit_consent(session, patients, "consent.sms_opted_out", source=source, inbound_id=inbound.id)

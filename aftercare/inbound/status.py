@@ -21,6 +21,7 @@ from aftercare.schedule.fallback import after_permanent_sms_failure
 log = logging.getLogger(__name__)
 M = ScheduledMessage
 FAILURES = ("undelivered", "failed")
+ACTIONABLE = ("delivered", *FAILURES)
 # A callback whose message never appears (a reply sent as TwiML, a message sent by another system) is not kept
 # for ever.
 PENDING_FOR = timedelta(days=1)
@@ -35,7 +36,8 @@ def apply_status(session: Session, *, message_sid: str, status: str, error_code:
     error_code = error_code.replace("\x00", "")[:32] if error_code else None
     row = session.scalar(select(M).where(M.provider_id == message_sid))
     if row is None:
-        _keep_for_later(session, message_sid, status, error_code, now)
+        if status in ACTIONABLE:  # queued, sending, sent or junk would change nothing once the row appears
+            _keep_for_later(session, message_sid, status, error_code, now)
         return False
     _apply(session, row, status, error_code, now)
     return True

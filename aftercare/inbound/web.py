@@ -57,7 +57,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             abort(400)
         with session_scope() as session:
             outcome = handle_inbound_sms(session, sid=sid, from_number=sender, to_number=params.get("To"), body=body,
-                                         num_media=int(num_media))
+                                         num_media=int(num_media),
+                                         messaging_service_sid=params.get("MessagingServiceSid") or None)
         return _twiml(outcome.answers)
 
     @app.post("/twilio/status")
