@@ -599,5 +599,18 @@ def run(demo: bool) -> None:
     run_embedded(demo=demo)
 
 
+# --- the web side's accounts and keys (issue 9): their commands live beside the code they drive --------------
+def _register_web_commands() -> None:
+    from aftercare.api.commands import apikey
+    from aftercare.staff.commands import staff
+
+    main.add_command(staff)
+    main.add_command(apikey)
+
+
+_register_web_commands()
+
+
 if __name__ == "__main__":
     main()
+

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     emergency_repage_minutes: float = Field(5.0, gt=0)
     urgent_repage_minutes: float = Field(30.0, gt=0)
 
+    # The web side for staff and booking systems (issue 9).
+    secret_key: str = Field("", description="Signs escalation links and staff sessions; embedded mode keeps one "
+                                            "in the data folder when unset")
+    page_link_hours: float = Field(24.0, gt=0, description="How long the link in a page stays valid")
+    media_dir: Path | None = Field(None, description="Where patients' photos are stored; default HOME/media")
+    media_max_bytes: int = Field(5_000_000, ge=1, description="Largest photo accepted")
+
     web_host: str = "127.0.0.1"
     web_port: int = Field(8000, ge=1, le=65535)
     log_level: str = "INFO"
@@ -76,6 +83,10 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'aftercare.db').resolve()}"
+
+    @property
+    def effective_media_dir(self) -> Path:
+        return self.media_dir or self.home / "media"
 
     @property
     def effective_broker_url(self) -> str:

@@ -377,6 +377,76 @@ class PendingStatus(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class StaffAccount(Base):
+    """A clinic's staff member who signs in on the web (review inbox). Sees only their own clinic."""
+
+    __tablename__ = "staff_accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-cased; signs in with it
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str | None] = mapped_column(String(255))  # argon2; null until a password is set
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_sign_in_at: Mapped[datetime | None]
+
+    clinic: Mapped[Clinic] = relationship(lazy="joined")
+
+
+class MediaFile(Base):
+    """A photo a patient sent (MMS, Twilio's MediaUrlN), fetched and stored under the media folder."""
+
+    __tablename__ = "media_files"
+    __table_args__ = (UniqueConstraint("inbound_id", "position", name="uq_media_inbound_position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inbound_id: Mapped[int] = mapped_column(ForeignKey("inbound_messages.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)  # N of MediaUrlN
+    provider_url: Mapped[str] = mapped_column(String(500))  # Twilio's MediaUrlN (no secret in it)
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    size_bytes: Mapped[int | None] = mapped_column(Integer)
+    path: Mapped[str | None] = mapped_column(String(500))  # relative to the media folder; null until stored
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, stored, refused, failed
+    error: Mapped[str | None] = mapped_column(String(200))  # why refused or failed (no personal data)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stored_at: Mapped[datetime | None]
+
+
+class ApiKey(Base):
+    """A booking system's key for one clinic: shown once at creation, stored hashed."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)  # the key's public part, to find its row
+    key_hash: Mapped[str] = mapped_column(String(255))
+    label: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    clinic: Mapped[Clinic] = relationship(lazy="joined")
+
+
+class IdempotencyRecord(Base):
+    """An API request made with an Idempotency-Key: the same key and body get the same answer again."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (UniqueConstraint("clinic_id", "key", name="uq_idempotency_clinic_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the method, path and canonical body
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AuditEntry(Base):
     """Append-only: rows are inserted, never updated or deleted (enforced below, and by database triggers from
     migration 0005)."""

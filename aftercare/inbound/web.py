@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     app = Flask("aftercare")
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    _register_web_side(app)
     # A webhook URL entered as ".../twilio/sms/" in Twilio's console must reach us too, not 404 (reply lost).
     app.url_map.strict_slashes = False
     public_url = settings.public_url.rstrip("/")
@@ -97,6 +98,14 @@ def _signed_by_twilio(settings: Settings, url: str, params: dict[str, str]) -> b
         return False
     algorithm = get_signature_algorithm(signature_settings)
     return RequestValidator(secret).validate(url, params, signature, algorithm)
+
+
+def _register_web_side(app: Flask) -> None:
+    """The staff pages and the enrollment API (issue 9) share this app and its server."""
+    from aftercare import api, staff
+
+    app.register_blueprint(staff.blueprint)
+    app.register_blueprint(api.blueprint)
 
 
 def _form() -> dict[str, str]:
