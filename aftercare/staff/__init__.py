@@ -6,3 +6,6 @@ from __future__ import annotations
 from flask import Blueprint
 
 blueprint = Blueprint("staff", __name__)
+
+# The routes register themselves on the blueprint when their modules load.
+from aftercare.staff import auth, inbox  # noqa: E402, F401
