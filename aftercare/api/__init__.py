@@ -5,3 +5,5 @@ from __future__ import annotations
 from flask import Blueprint
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
+
+from aftercare.api import routes  # noqa: E402,F401  (registers the views on the blueprint)
