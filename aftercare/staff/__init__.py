@@ -6,3 +6,6 @@ from __future__ import annotations
 from flask import Blueprint
 
 blueprint = Blueprint("staff", __name__)
+
+# The escalation page's routes register themselves on the blueprint when the module loads.
+from aftercare.staff import escalation_page  # noqa: E402, F401
