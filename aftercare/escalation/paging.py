@@ -79,6 +79,7 @@ def write_page(session: Session, clinic: Clinic, *, person: OnCallStaff | None, 
     targets = [(Channel.SMS, person.phone if person else clinic.phone)]
     if person and person.email:
         targets.append((Channel.EMAIL, person.email))
+    values = _with_link(values, row.get("escalation_id"), person)
     for channel, recipient in targets:
         session.add(ScheduledMessage(kind=MessageKind.PAGE, staff_id=person.id if person else None,
                                      recipient=recipient, step=step, channel=channel,
@@ -113,6 +114,7 @@ def email_after_failure(session: Session, failed: ScheduledMessage, *, template:
         ScheduledMessage.channel == Channel.EMAIL, ScheduledMessage.recipient == person.email).limit(1))
     if emailed is not None:
         return
+    values = _with_link(values, failed.escalation_id, person)
     # Its own step, named after the failed page's: a page's steps never meet a reminder's or another page's.
     session.add(ScheduledMessage(
         kind=MessageKind.PAGE, staff_id=person.id, recipient=person.email, step=f"{failed.step}-email"[:120],
@@ -180,11 +182,23 @@ def _page_notes(escalation: Escalation) -> list[str]:
     return notes
 
 
+def _with_link(values: dict, escalation_id: int | None, person: OnCallStaff | None) -> dict:
+    """The page's values with the link to the escalation's page for the person paged (a page about an escalation
+    only: a review page has no escalation page)."""
+    if escalation_id is None:
+        return values
+    from aftercare.staff.links import escalation_link
+
+    return {**values, "link": escalation_link(escalation_id, person.id if person else None)}
+
+
 def _page_body(template: str, channel: str, values: dict) -> str:
     # Pages go to the clinic's staff, in English: the on-call list has no language of its own yet.
     if channel == Channel.EMAIL:
         subject, body = render_email(f"{template}.email", "en", **values)
         return f"{subject}\n\n{body}"
     text = render(f"{template}.sms", "en", **values)
-    phone = values.get("patient_phone")
-    return text if not phone or phone in text else f"{text} Patient: {phone}"
+    phone, link = values.get("patient_phone"), values.get("link")
+    text = text if not phone or phone in text else f"{text} Patient: {phone}"
+    # The link comes last, after everything safety-critical, with nothing stuck to it for the phone to linkify.
+    return f"{text} {link}" if link else text

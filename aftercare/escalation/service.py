@@ -127,18 +127,19 @@ def acknowledge(session: Session, escalation: Escalation, *, by: str, via: str =
     return escalation
 
 
-def resolve(session: Session, escalation: Escalation, *, by: str, note: str, now: datetime | None = None) -> Escalation:
+def resolve(session: Session, escalation: Escalation, *, by: str, note: str, via: str = "cli",
+            now: datetime | None = None) -> Escalation:
     if escalation.status == EscalationStatus.RESOLVED:
         raise AftercareError(f"escalation {escalation.id} is already resolved")
     if not note.strip():
         raise AftercareError("a resolution note is required")
     now = now or utcnow()
     if escalation.status == EscalationStatus.OPEN:
-        acknowledge(session, escalation, by=by, now=now)
+        acknowledge(session, escalation, by=by, via=via, now=now)
     escalation.status = EscalationStatus.RESOLVED
     escalation.resolved_at, escalation.resolved_by, escalation.resolution_note = now, by, note.strip()
     audit.record(session, actor=by, action="escalation.resolved", subject_type="escalation",
-                 subject_id=escalation.id, note=note.strip())
+                 subject_id=escalation.id, note=note.strip(), via=via)
     return escalation
 
 

@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     app = Flask("aftercare")
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    _secure_sessions(app, settings)
     _register_web_side(app)
     # A webhook URL entered as ".../twilio/sms/" in Twilio's console must reach us too, not 404 (reply lost).
     app.url_map.strict_slashes = False
@@ -98,6 +99,16 @@ def _signed_by_twilio(settings: Settings, url: str, params: dict[str, str]) -> b
         return False
     algorithm = get_signature_algorithm(signature_settings)
     return RequestValidator(secret).validate(url, params, signature, algorithm)
+
+
+def _secure_sessions(app: Flask, settings: Settings) -> None:
+    """Flask's session cookie (staff sign-in, one-time notices) signed with AFTERCARE_SECRET_KEY; never readable
+    by scripts, not sent on other sites' POSTs, and only over HTTPS when the public URL is HTTPS."""
+    from aftercare.staff.signing import secret_key
+
+    app.secret_key = secret_key(settings)
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_SECURE=settings.public_url.lower().startswith("https://"))
 
 
 def _register_web_side(app: Flask) -> None:

@@ -22,12 +22,12 @@ _PAGE_PLACEHOLDERS = BASE_PLACEHOLDERS | {"level", "treatment", "reply", "code",
 EXTRA_PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     "reply.routine": BASE_PLACEHOLDERS | {"tip"},
     "page.sms": _PAGE_PLACEHOLDERS,
-    "page.email": _PAGE_PLACEHOLDERS | {"patient_phone"},
+    "page.email": _PAGE_PLACEHOLDERS | {"patient_phone", "link"},
     "page.review.sms": BASE_PLACEHOLDERS | {"item", "reason", "minutes"},
     "page.review.email": BASE_PLACEHOLDERS | {"item", "reason", "minutes"},
 }
 # Placeholders a caller may leave out; they render as the default.
-OPTIONAL_VALUES: Mapping[str, str] = {"tip": "", "note": ""}
+OPTIONAL_VALUES: Mapping[str, str] = {"tip": "", "note": "", "link": ""}
 
 # Texts the reply and escalation code needs besides the protocol steps; every language must have them.
 SERVICE_SMS = (
