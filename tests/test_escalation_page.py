@@ -282,7 +282,10 @@ def test_an_altered_forged_or_other_purpose_link_gets_403_and_shows_nothing(page
     url, escalation_id = paged["url"], paged["escalation_id"]
     base, token = url.rsplit("/e/", 1)
     payload, rest = token.split(".", 1)
-    flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
+    # The signature's first character, not its last: the last base64 character carries padding bits, and
+    # changing only those leaves the decoded signature as it was.
+    signed, signature = token.rsplit(".", 1)
+    flipped = f"{signed}.{'B' if signature[0] != 'B' else 'C'}{signature[1:]}"
     other_key = escalation_link(escalation_id, None, get_settings().model_copy(update={"secret_key": "not-ours"}))
     for bad in (
         flipped,  # the signature altered

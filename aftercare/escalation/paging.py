@@ -192,13 +192,20 @@ def _with_link(values: dict, escalation_id: int | None, person: OnCallStaff | No
     return {**values, "link": escalation_link(escalation_id, person.id if person else None)}
 
 
+# How much of the patient's words a page SMS quotes when it carries a link: with the link, the page fits in about
+# three segments; the email and the page behind the link have them all (up to 300 characters).
+_SMS_QUOTE = 120
+
+
 def _page_body(template: str, channel: str, values: dict) -> str:
     # Pages go to the clinic's staff, in English: the on-call list has no language of its own yet.
     if channel == Channel.EMAIL:
         subject, body = render_email(f"{template}.email", "en", **values)
         return f"{subject}\n\n{body}"
-    text = render(f"{template}.sms", "en", **values)
     phone, link = values.get("patient_phone"), values.get("link")
+    if link and len(values.get("reply", "")) > _SMS_QUOTE:  # the link shows all their words; the SMS a start
+        values = {**values, "reply": values["reply"][:_SMS_QUOTE - 3] + "..."}
+    text = render(f"{template}.sms", "en", **values)
     text = text if not phone or phone in text else f"{text} Patient: {phone}"
     # The link comes last, after everything safety-critical, with nothing stuck to it for the phone to linkify.
     return f"{text} {link}" if link else text
