@@ -5,14 +5,20 @@ selenium is given the driver's path, so it never downloads one (Selenium Manager
 from __future__ import annotations
 
 import base64
+import socket
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from waitress.server import create_server
 
-from tests.conftest import ROOT
+from aftercare.inbound.web import create_app
+from tests.conftest import ROOT, configure
+from tests.web_helpers import WebClient
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -66,3 +72,22 @@ def screenshot(driver: webdriver.Chrome, name: str) -> Path:
     return path
 
 
+
+
+@contextmanager
+def serve_at_public_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebClient]:
+    """The real web app over HTTP on loopback, with AFTERCARE_PUBLIC_URL set to the address it really answers on,
+    so the links the app writes (the page SMS's /e/ link, the photos' /media/ links) open in the browser exactly as
+    sent. Webhooks must then be signed for that address: `client.signed_post(path, params, url=client.base + path)`.
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))  # the port is known before the app and its settings are made
+    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    configure(monkeypatch, public_url=base)
+    server = create_server(create_app(), sockets=[listener], threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield WebClient(base=base)
+    finally:
+        server.close()

@@ -13,6 +13,7 @@ import json
 import re
 import time
 import uuid
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -22,11 +23,11 @@ from itsdangerous.encoding import base64_encode
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from aftercare.config import get_settings
 from aftercare.db import session_scope
 from aftercare.models import Escalation, ReviewItem
-from aftercare.staff.signing import secret_key, sign
-from tests import web_helpers
-from tests.browser.conftest import PHONE, screenshot
+from aftercare.staff.signing import sign
+from tests.browser.conftest import PHONE, screenshot, serve_at_public_url
 from tests.cli_helpers import add_clinic, cli_json, enroll
 from tests.conftest import configure
 from tests.fakes.twilio_api import FakeTwilio
@@ -41,35 +42,23 @@ LINK = re.compile(r"https?://\S+?/e/[A-Za-z0-9_.\-]+")
 WAIT = 10  # seconds the browser may take for anything
 
 
-@pytest.fixture(autouse=True)
-def _flask_secret(monkeypatch):
-    """create_app sets app.secret_key from AFTERCARE_SECRET_KEY once W1's page is merged; until then set it here
-    as create_app will (the staff sign-in keeps its session in Flask's signed cookie)."""
-    real_create_app = web_helpers.create_app
-
-    def create_app(*args, **kwargs):
-        app = real_create_app(*args, **kwargs)
-        app.secret_key = app.secret_key or secret_key()
-        return app
-
-    monkeypatch.setattr(web_helpers, "create_app", create_app)
-
-
 @pytest.fixture
-def twilio(env, monkeypatch):
-    """The fake Twilio API, the twilio SMS channel pointed at it, and one clinic: Dr Rina on call, Ayu enrolled
-    5 hours after her filler (her first reminders already sent and forgotten)."""
-    with FakeTwilio(auth_token=AUTH_TOKEN) as fake:
+def clinic(env, monkeypatch):
+    """(fake Twilio API, web app): the twilio SMS channel pointed at the fake, the app served at its public URL,
+    and one clinic: Dr Rina on call, Ayu enrolled 5 hours after her filler (first reminders sent and forgotten)."""
+    with ExitStack() as stack:
+        fake = stack.enter_context(FakeTwilio(auth_token=AUTH_TOKEN))
         configure(monkeypatch, sms_channel="twilio", twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
-                  twilio_from=TWILIO_FROM, twilio_api_base_url=fake.base_url, public_url=PUBLIC_URL,
+                  twilio_from=TWILIO_FROM, twilio_api_base_url=fake.base_url,
                   emergency_repage_minutes=REPAGE_MINUTES)
+        web = stack.enter_context(serve_at_public_url(monkeypatch))
         add_clinic(quiet_hours="00:00-00:00")
         cli_json("oncall", "add", "--clinic", "glow", "--name", "Dr Rina", "--phone", DOCTOR)
         treated = (datetime.now(UTC) - timedelta(hours=5)).replace(microsecond=0).isoformat()
         enroll(phone=PATIENT, first_name="Ayu", treated_at=treated)
         cli_json("dispatch", "--once")  # the due reminders go out of the way first
         fake.clear()
-        yield fake
+        yield fake, web
 
 
 def _sms_to(twilio: FakeTwilio, number: str) -> list[dict]:
@@ -81,13 +70,8 @@ def _page_link(twilio: FakeTwilio) -> str:
     [page] = _sms_to(twilio, DOCTOR)
     found = LINK.search(page["body"])
     assert found, f"no /e/ link in the page SMS: {page['body']!r}"
-    assert found.group(0).startswith(PUBLIC_URL + "/e/")
+    assert found.group(0).startswith(get_settings().public_url + "/e/")
     return found.group(0)
-
-
-def _local(web: web_helpers.WebClient, link: str) -> str:
-    """The link as the test's server answers it (the public URL's host is the clinic's, not this machine)."""
-    return web.base + urlsplit(link).path
 
 
 def _fetch_photos(provider_sid: str) -> None:
@@ -109,46 +93,53 @@ def _wait(browser, condition, message: str):
     return WebDriverWait(browser, WAIT).until(lambda driver: condition(driver), message=message)
 
 
-def test_the_clinician_opens_the_page_link_sees_words_and_photo_acknowledges_and_is_not_paged_again(twilio, browser):
-    with serve_app() as web:
-        photo = twilio.add_media(ACCOUNT_SID, content_type="image/png")  # W3's media endpoint of the fake
-        sid = "MM" + uuid.uuid4().hex
-        answer = web.signed_post("/twilio/sms", {
-            "MessageSid": sid, "AccountSid": ACCOUNT_SID, "From": PATIENT, "To": TWILIO_FROM, "Body": DANGER,
-            "NumMedia": "1", "MediaUrl0": photo, "MediaContentType0": "image/png"})
-        assert answer.status_code == 200 and "call us NOW" in answer.text
-        _fetch_photos(sid)
+def test_the_clinician_opens_the_page_link_sees_words_and_photo_acknowledges_and_is_not_paged_again(clinic, browser):
+    twilio, web = clinic
+    photo = twilio.add_media(ACCOUNT_SID, content_type="image/png")  # W3's media endpoint of the fake
+    sid = "MM" + uuid.uuid4().hex
+    params = {"MessageSid": sid, "AccountSid": ACCOUNT_SID, "From": PATIENT, "To": TWILIO_FROM, "Body": DANGER,
+              "NumMedia": "1", "MediaUrl0": photo, "MediaContentType0": "image/png"}
+    answer = web.signed_post("/twilio/sms", params, url=web.base + "/twilio/sms")
+    assert answer.status_code == 200 and "call us NOW" in answer.text
+    _fetch_photos(sid)
 
-        assert cli_json("dispatch", "--once")["sent"] >= 1
-        paged_at = time.monotonic()
-        link = _page_link(twilio)
-        [opened] = cli_json("escalations", "list", "--open")
-        assert opened["level"] == "emergency"
+    assert cli_json("dispatch", "--once")["sent"] >= 1
+    paged_at = time.monotonic()
+    link = _page_link(twilio)
+    [opened] = cli_json("escalations", "list", "--open")
+    assert opened["level"] == "emergency"
+    repage_due = _escalation(opened["id"]).next_page_at
+    assert repage_due is not None  # unacknowledged, the sweep after that time would page again
 
-        browser.get(_local(web, link))
-        assert browser.execute_script("return window.innerWidth") == PHONE[0]
-        assert _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".reply-body"), "no .reply-body")
-        words = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".reply-body")]
-        assert any("lip has gone white" in w for w in words), words
-        assert "Ayu" in browser.find_element(By.ID, "patient-name").text
-        [img] = browser.find_elements(By.CSS_SELECTOR, "img.photo")
-        _wait(browser, lambda d: d.execute_script("return arguments[0].complete", img), "the photo never loaded")
-        assert browser.execute_script("return arguments[0].naturalWidth", img) > 0, "the photo is broken"
-        screenshot(browser, "escalation.png")
+    browser.get(link)
+    assert browser.execute_script("return window.innerWidth") == PHONE[0]
+    assert _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".reply-body"), "no .reply-body")
+    words = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".reply-body")]
+    assert any("lip has gone white" in w for w in words), words
+    assert "Ayu" in browser.find_element(By.ID, "patient-name").text
+    [img] = browser.find_elements(By.CSS_SELECTOR, "img.photo")
+    _wait(browser, lambda d: d.execute_script("return arguments[0].complete", img), "the photo never loaded")
+    assert browser.execute_script("return arguments[0].naturalWidth", img) > 0, "the photo is broken"
+    screenshot(browser, "escalation.png")
 
-        browser.find_element(By.ID, "ack").click()
-        assert _wait(browser, lambda d: _escalation(opened["id"]).status == "acknowledged", "not acknowledged")
-        _wait(browser, lambda d: d.execute_script("return document.readyState") == "complete", "no page after ack")
-        assert not browser.find_elements(By.ID, "ack"), "the page still offers Acknowledge"
-        shown = cli_json("escalations", "show", str(opened["id"]))
-        assert shown["acknowledged_by"] == "Dr Rina"  # the person the link was sent to
-        assert "escalation.acknowledged" in [a["action"] for a in shown["audit"]]
+    browser.find_element(By.ID, "ack").click()
+    assert _wait(browser, lambda d: _escalation(opened["id"]).status == "acknowledged", "not acknowledged")
+    _wait(browser, lambda d: d.execute_script("return document.readyState") == "complete", "no page after ack")
+    assert not browser.find_elements(By.ID, "ack"), "the page still offers Acknowledge"
+    shown = cli_json("escalations", "show", str(opened["id"]))
+    assert shown["acknowledged_by"] == "Dr Rina"  # the person the link was sent to
+    assert "escalation.acknowledged" in [a["action"] for a in shown["audit"]]
 
-        # The re-page would now be due: the sweep sends nothing more.
-        time.sleep(max(0.0, paged_at + REPAGE_MINUTES * 60 + 0.5 - time.monotonic()))
-        sent_before = twilio.count
-        result = cli_json("dispatch", "--once")
-        assert result["paged"] == 0 and twilio.count == sent_before, twilio.messages[sent_before:]
+    # The re-page would now be due: the sweep sends nothing more.
+    time.sleep(max(0.0, paged_at + REPAGE_MINUTES * 60 + 0.5 - time.monotonic()))
+    assert datetime.now(UTC) > _aware(repage_due)
+    sent_before = twilio.count
+    cli_json("dispatch", "--once")
+    assert twilio.count == sent_before, twilio.messages[sent_before:]
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _escalation(escalation_id: int) -> Escalation:
@@ -171,21 +162,21 @@ def _altered(token: str, escalation_id: int) -> list[str]:
     ]
 
 
-def test_an_altered_or_forged_link_shows_403_and_nothing_of_the_patient(twilio, browser):
+def test_an_altered_or_forged_link_shows_403_and_nothing_of_the_patient(clinic, browser):
+    twilio, web = clinic
     cli_json("reply", "--from", PATIENT, "--to", TWILIO_FROM, DANGER)
     cli_json("dispatch", "--once")
-    with serve_app() as web:
-        link = _page_link(twilio)
-        browser.get(_local(web, link))  # the link as sent opens the page: the refusals below are the alterations'
-        assert _status_in_browser(browser) == 200 and browser.find_elements(By.ID, "ack")
-        token = urlsplit(link).path.rsplit("/", 1)[1]
-        [opened] = cli_json("escalations", "list", "--open")
-        for bad in _altered(token, opened["id"]):
-            browser.get(f"{web.base}/e/{bad}")
-            assert _status_in_browser(browser) == 403, bad
-            page = browser.page_source
-            assert "Ayu" not in page and "white" not in page and PATIENT not in page, bad
-            assert not browser.find_elements(By.CSS_SELECTOR, "#ack, .reply-body, img.photo, #patient-name"), bad
+    link = _page_link(twilio)
+    browser.get(link)  # the link as sent opens the page: the refusals below are the alterations'
+    assert _status_in_browser(browser) == 200 and browser.find_elements(By.ID, "ack")
+    token = urlsplit(link).path.rsplit("/", 1)[1]
+    [opened] = cli_json("escalations", "list", "--open")
+    for bad in _altered(token, opened["id"]):
+        browser.get(f"{web.base}/e/{bad}")
+        assert _status_in_browser(browser) == 403, bad
+        page = browser.page_source
+        assert "Ayu" not in page and "white" not in page and PATIENT not in page, bad
+        assert not browser.find_elements(By.CSS_SELECTOR, "#ack, .reply-body, img.photo, #patient-name"), bad
 
 
 # --- the review inbox: one clinic's items only --------------------------------------------------------------------
