@@ -6,3 +6,5 @@ from __future__ import annotations
 from flask import Blueprint
 
 blueprint = Blueprint("staff", __name__)
+
+from aftercare.staff import media_route  # noqa: E402,F401 - registers GET /media/<token> on the blueprint
