@@ -22,7 +22,7 @@ def broker_options(settings: Settings) -> dict:
 
 def make_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    app = Celery("aftercare", include=["tasks.dispatch"])
+    app = Celery("aftercare", include=["tasks.dispatch", "tasks.media"])
     app.conf.update(
         broker_url=settings.effective_broker_url,
         broker_transport_options=broker_options(settings),

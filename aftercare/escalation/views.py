@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, object_session
 
 from aftercare.audit import entries_for
 from aftercare.escalation.service import get_escalation
+from aftercare.inbound.media import photo_urls
 from aftercare.models import Escalation, InboundMessage, MessageKind, ScheduledMessage
 from aftercare.views import candidates_view, escalation_who, iso, message_view, treatments_view
 
@@ -31,11 +32,13 @@ def escalation_detail(session: Session, escalation_id: int) -> dict[str, Any]:
     pages = session.scalars(select(ScheduledMessage).where(ScheduledMessage.escalation_id == escalation_id,
                                                            ScheduledMessage.kind == MessageKind.PAGE)
                             .order_by(ScheduledMessage.id))
-    replies = session.scalars(select(InboundMessage).where(InboundMessage.escalation_id == escalation_id)
-                              .order_by(InboundMessage.id))
+    replies = list(session.scalars(select(InboundMessage).where(InboundMessage.escalation_id == escalation_id)
+                                   .order_by(InboundMessage.id)))
+    photos = photo_urls(session, [r.id for r in replies])
     return {**escalation_view(escalation), "explanation": escalation.explanation,
             "resolution_note": escalation.resolution_note, "patient_phone": escalation.callback_phone,
-            "replies": [{"id": r.id, "at": iso(r.received_at), "body": r.body, "level": r.level} for r in replies],
+            "replies": [{"id": r.id, "at": iso(r.received_at), "body": r.body, "level": r.level,
+                         "photos": photos[r.id]} for r in replies],
             "pages": [{**message_view(p), "staff_id": p.staff_id} for p in pages],
             "audit": [{"at": iso(a.at), "actor": a.actor, "action": a.action, "details": a.details}
                       for a in entries_for(session, subject_type="escalation", subject_id=escalation_id)]}

@@ -28,6 +28,7 @@ from aftercare.inbound.disposition import Action, Disposition, dispose
 from aftercare.inbound.identity import Recipient, identify, owner_clinics, patients_with_phone
 from aftercare.inbound.keywords import Keyword, classify, is_conditional_opt_in
 from aftercare.inbound.language import message_language
+from aftercare.inbound.media import record_media
 from aftercare.models import (
     Clinic,
     Enrollment,
@@ -78,9 +79,10 @@ class Outcome:
 
 def handle_inbound_sms(session: Session, *, sid: str, from_number: str, to_number: str | None, body: str,
                        num_media: int = 0, messaging_service_sid: str | None = None,
-                       now: datetime | None = None) -> Outcome:
+                       now: datetime | None = None, media: list[tuple[str, str | None]] | None = None) -> Outcome:
     """Process one inbound SMS or MMS (`num_media` photos, Twilio's NumMedia) exactly once per provider SID.
     `to_number` (Twilio's To) or `messaging_service_sid` (MessagingServiceSid) decides the clinic.
+    `media`: the photos' [(MediaUrlN, MediaContentTypeN)], recorded as MediaFile rows to fetch after the commit.
     The caller commits."""
     now = now or utcnow()
     previous = session.scalar(select(InboundMessage).where(InboundMessage.provider_sid == sid))
@@ -97,6 +99,8 @@ def handle_inbound_sms(session: Session, *, sid: str, from_number: str, to_numbe
             session.flush()
     except IntegrityError:  # the same webhook retried concurrently: the first one handles it
         return _replay(session.scalar(select(InboundMessage).where(InboundMessage.provider_sid == sid)))
+    if media:
+        record_media(session, inbound.id, media)
     with session.no_autoflush:  # one UPDATE of the inbound row at the end, not one per field as it is learned
         outcome = _process(session, inbound, now, messaging_service_sid)
     inbound.handling, inbound.level, inbound.signs = outcome.handling, outcome.level, outcome.signs

@@ -25,6 +25,7 @@ from werkzeug.exceptions import HTTPException
 from aftercare.config import Settings, get_settings
 from aftercare.db import session_scope
 from aftercare.inbound.handling import handle_inbound_sms
+from aftercare.inbound.media import media_from_params, queue_fetch
 from aftercare.inbound.status import apply_status
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         num_media = params.get("NumMedia") or "0"
         if not sid or not sender or len(sid) > 64 or "\x00" in sid or not num_media.isdigit() or len(num_media) > 3:
             abort(400)
+        media = media_from_params(params, int(num_media))
         with session_scope() as session:
             outcome = handle_inbound_sms(session, sid=sid, from_number=sender, to_number=params.get("To"), body=body,
-                                         num_media=int(num_media),
+                                         num_media=int(num_media), media=media,
                                          messaging_service_sid=params.get("MessagingServiceSid") or None)
+        if media and not outcome.duplicate:
+            queue_fetch(sid)  # committed: a worker fetches the photos while Twilio already has our answer
         return _twiml(outcome.answers)
 
     @app.post("/twilio/status")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 
@@ -10,6 +11,7 @@ from aftercare.db import session_factory
 from aftercare.schedule.delivery import deliver_batch
 from aftercare.schedule.dispatcher import Claim, batches, claim_due_messages, in_flight
 
+log = logging.getLogger(__name__)
 Enqueue = Callable[..., None]  # (ids, token, urgent=False)
 
 
@@ -32,6 +34,7 @@ def tick(enqueue: Enqueue, *, settings: Settings | None = None) -> dict[str, int
                      if budget > 0 else Claim(token="", ids=[]))
     for batch in batches(reminders.ids, settings.dispatch_batch_size):
         enqueue(batch, reminders.token)
+    _sweep_media(settings)  # last: pages and reminders never wait behind a photo download
     return {"claimed": len(pages.ids) + len(reminders.ids), "paged": paged}
 
 
@@ -46,6 +49,17 @@ def dispatch_once(*, settings: Settings | None = None) -> dict[str, int]:
     result = tick(deliver_now, settings=settings)
     return {"claimed": result["claimed"], "sent": counts["sent"], "failed": counts["failed"],
             "retry": counts["retry"], "skipped": counts["skipped"], "paged": result["paged"]}
+
+
+def _sweep_media(settings: Settings) -> None:
+    """Fetch photos whose task was lost or whose last try failed (a few per tick). A failure here is logged, never
+    raised: the delivery work of this tick is already queued and must not be reported as failed."""
+    from aftercare.inbound.media import sweep_pending_media
+
+    try:
+        sweep_pending_media(settings=settings)
+    except Exception:
+        log.exception("sweeping pending photos failed")
 
 
 def _sweep_escalations() -> int:

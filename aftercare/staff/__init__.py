@@ -8,4 +8,4 @@ from flask import Blueprint
 blueprint = Blueprint("staff", __name__)
 
 # The routes register themselves on the blueprint when their modules load.
-from aftercare.staff import auth, escalation_page, inbox  # noqa: E402, F401
+from aftercare.staff import auth, escalation_page, inbox, media_route  # noqa: E402, F401

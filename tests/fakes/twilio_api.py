@@ -7,6 +7,11 @@ same path lists the accepted messages, filtered by To, From and DateSent> (DateS
 
     python -m tests.fakes.twilio_api --port 0      # prints the base URL, then serves until SIGTERM/SIGINT
 
+Media (MMS photos): add_media() makes a MediaUrl as Twilio sends it in a webhook. GET on it needs the account's
+basic auth and answers, like Twilio, with a redirect to a pre-signed CDN address (/_cdn/<id> here, no auth) that
+serves the bytes; TINY_PNG and TINY_JPEG are real images, `size=` streams that many filler bytes (an oversized
+photo) and records how many were written before the client hung up.
+
 Out of process, GET /_fake/stats, GET /_fake/messages, POST /_fake/config and POST /_fake/clear stand in
 for the Python helpers.
 """
@@ -25,6 +30,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from datetime import UTC, datetime
 from email.utils import formatdate
 from http import HTTPStatus
@@ -33,6 +39,30 @@ from typing import Any
 from urllib.parse import parse_qs
 
 MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account_sid>[^/]+)/Messages\.json$")
+MEDIA_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account_sid>[^/]+)/Messages/[^/]+/Media/(?P<media_sid>[^/]+)$")
+CDN_PATH = re.compile(r"^/_cdn/(?P<media_sid>[^/]+)$")
+
+
+def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A real (decodable) PNG of one colour, made with the standard library."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (len(data).to_bytes(4, "big") + kind + data
+                + zlib.crc32(kind + data).to_bytes(4, "big"))
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+TINY_PNG = _png(4, 4, (200, 40, 40))
+# A minimal 1x1 greyscale baseline JPEG (JFIF): what the magic-number check and a browser see of a phone photo.
+TINY_JPEG = bytes.fromhex(
+    "ffd8ffe000104a46494600010100000100010000ffdb004300080606070605080707070909080a0c140d0c0b0b0c1912130f141d1a1f"
+    "1e1d1a1c1c20242e2720222c231c1c2837292c30313434341f27393d38323c2e333432ffc0000b080001000101011100ffc4001f0000"
+    "010501010101010100000000000000000102030405060708090a0bffc400b5100002010303020403050504040000017d010203000411"
+    "05122131410613516107227114328191a1082342b1c11552d1f02433627282090a161718191a25262728292a3435363738393a434445"
+    "464748494a535455565758595a636465666768696a737475767778797a838485868788898a92939495969798999aa2a3a4a5a6a7a8a9"
+    "aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffda00080101"
+    "00003f00fbd3ffd9")
 
 ERROR_MESSAGES = {
     20003: "Authenticate",
@@ -72,6 +102,8 @@ class FakeTwilio:
         self.on_accept: Any = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._media: dict[str, dict[str, Any]] = {}
+        self._media_requests: list[dict[str, Any]] = []
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> FakeTwilio:
@@ -161,6 +193,32 @@ class FakeTwilio:
     def take_stall(self) -> float:
         with self._changed:
             return self._stalls.pop(0) if self._stalls else 0.0
+
+    # -- media (MMS photos) ---------------------------------------------------------------------------
+    def add_media(self, account_sid: str, body: bytes = TINY_PNG, *, content_type: str = "image/png",
+                  size: int | None = None, redirect: bool = True, declare_length: bool = True,
+                  status: int = 200) -> str:
+        """A MediaUrl of this account, as a webhook carries it. `size`: serve that many filler bytes instead of
+        `body`; `declare_length=False`: no Content-Length (the body ends when the connection closes);
+        `redirect=False`: the bytes come straight from the API URL; `status`: answer with that error instead."""
+        media_sid = "ME" + uuid.uuid4().hex
+        with self._changed:
+            self._media[media_sid] = {"body": body, "content_type": content_type, "size": size,
+                                      "redirect": redirect, "declare_length": declare_length, "status": status}
+        return f"{self.base_url}/2010-04-01/Accounts/{account_sid}/Messages/MM{uuid.uuid4().hex}/Media/{media_sid}"
+
+    @property
+    def media_requests(self) -> list[dict[str, Any]]:
+        """Every request for media: {"path", "authorization" (the header or None), "status", "bytes_sent"}."""
+        with self._changed:
+            return [dict(r) for r in self._media_requests]
+
+    def media_request(self, path: str, authorization: str | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        record: dict[str, Any] = {"path": path, "authorization": authorization, "status": None, "bytes_sent": 0}
+        with self._changed:
+            self._media_requests.append(record)
+            match = MEDIA_PATH.match(path) or CDN_PATH.match(path)
+            return record, (self._media.get(match["media_sid"]) if match else None)
 
     def list_messages(self, account_sid: str, query: dict[str, str]) -> dict[str, Any]:
         """The Messages list resource: accepted messages of this account, newest first, filtered as Twilio does
@@ -356,6 +414,11 @@ class _Handler(socketserver.StreamRequestHandler):
             if request is None:
                 return
             method, target, headers, body = request
+            path = target.split("?", 1)[0]
+            if method == "GET" and (MEDIA_PATH.match(path) or CDN_PATH.match(path)):
+                if not self._media(path, headers):
+                    return
+                continue
             status, payload, extra = self._route(method, target, headers, body)
             self._reply(status, payload, extra)
             if headers.get("connection", "").lower() == "close":
@@ -395,6 +458,48 @@ class _Handler(socketserver.StreamRequestHandler):
         if status == 201 and (stall := fake.take_stall()):
             time.sleep(stall)  # created, but the answer comes too late for the client
         return status, payload, ""
+
+    def _media(self, path: str, headers: dict[str, str]) -> bool:
+        """Answer a media request as Twilio does; False when the connection must close."""
+        fake = self.server.fake
+        record, media = fake.media_request(path, headers.get("authorization"))
+        api = MEDIA_PATH.match(path)
+        if api and not _authorized(headers.get("authorization", ""), api["account_sid"], fake.auth_token):
+            record["status"] = 401
+            self._reply(401, error_payload(401, 20003), 'WWW-Authenticate: Basic realm="Twilio API"\r\n')
+            return True
+        if media is None or media["status"] == 404:
+            record["status"] = 404
+            self._reply(404, error_payload(404, 20404), "")
+            return True
+        if media["status"] != 200:
+            record["status"] = media["status"]
+            self._reply(media["status"], error_payload(media["status"], DEFAULT_CODES.get(media["status"], 20500)), "")
+            return True
+        if api and media["redirect"]:
+            record["status"] = 307
+            location = f"/_cdn/{api['media_sid']}"
+            self.wfile.write(f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+                             .encode("ascii"))
+            return True
+        record["status"] = 200
+        size = media["size"] if media["size"] is not None else len(media["body"])
+        length = f"Content-Length: {size}\r\n" if media["declare_length"] else "Connection: close\r\n"
+        self.wfile.write(f"HTTP/1.1 200 OK\r\nContent-Type: {media['content_type']}\r\n{length}\r\n".encode("ascii"))
+        if media["size"] is None:
+            self.wfile.write(media["body"])
+            record["bytes_sent"] = size
+            return media["declare_length"]
+        filler = b"\x00" * 65536
+        try:
+            while record["bytes_sent"] < size:
+                piece = filler[:size - record["bytes_sent"]]
+                self.wfile.write(piece)
+                self.wfile.flush()
+                record["bytes_sent"] += len(piece)
+        except OSError:  # the client stopped reading and hung up
+            return False
+        return media["declare_length"]
 
     def _reply(self, status: int, payload: Any, extra: str) -> None:
         body = json.dumps(payload).encode("utf-8")
