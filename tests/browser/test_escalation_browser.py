@@ -21,6 +21,7 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from aftercare.config import get_settings
@@ -122,9 +123,13 @@ def test_the_clinician_opens_the_page_link_sees_words_and_photo_acknowledges_and
     assert browser.execute_script("return arguments[0].naturalWidth", img) > 0, "the photo is broken"
     screenshot(browser, "escalation.png")
 
-    browser.find_element(By.ID, "ack").click()
-    assert _wait(browser, lambda d: _escalation(opened["id"]).status == "acknowledged", "not acknowledged")
+    ack = browser.find_element(By.ID, "ack")
+    ack.click()
+    _wait(browser, staleness_of(ack), "pressing Acknowledge led nowhere")
     _wait(browser, lambda d: d.execute_script("return document.readyState") == "complete", "no page after ack")
+    refused = "cannot be used" in browser.page_source
+    assert not refused, "the browser's own Acknowledge was refused (the 403 page)"
+    assert _escalation(opened["id"]).status == "acknowledged"
     assert not browser.find_elements(By.ID, "ack"), "the page still offers Acknowledge"
     shown = cli_json("escalations", "show", str(opened["id"]))
     assert shown["acknowledged_by"] == "Dr Rina"  # the person the link was sent to
