@@ -31,7 +31,7 @@ from aftercare.staff.signing import sign
 from tests.browser.conftest import PHONE, screenshot, serve_at_public_url
 from tests.cli_helpers import add_clinic, cli_json, enroll
 from tests.conftest import configure
-from tests.fakes.twilio_api import FakeTwilio
+from tests.fakes.twilio_api import FakeTwilio, _png
 from tests.processes import ACCOUNT_SID, AUTH_TOKEN, TWILIO_FROM
 from tests.web_helpers import PUBLIC_URL, serve_app
 
@@ -40,6 +40,8 @@ DOCTOR = "+6281100000001"
 DANGER = "my lip has gone white and it really hurts, photo attached"
 REPAGE_MINUTES = 0.05  # AFTERCARE_EMERGENCY_REPAGE_MINUTES here: a re-page is due 3 s after a page
 LINK = re.compile(r"https?://\S+?/e/[A-Za-z0-9_.\-]+")
+PHOTO_WIDTH = 240
+PHOTO = _png(PHOTO_WIDTH, 160, (196, 120, 110))  # a real PNG, big enough to see in the screenshot
 WAIT = 10  # seconds the browser may take for anything
 
 
@@ -96,7 +98,7 @@ def _wait(browser, condition, message: str):
 
 def test_the_clinician_opens_the_page_link_sees_words_and_photo_acknowledges_and_is_not_paged_again(clinic, browser):
     twilio, web = clinic
-    photo = twilio.add_media(ACCOUNT_SID, content_type="image/png")  # W3's media endpoint of the fake
+    photo = twilio.add_media(ACCOUNT_SID, PHOTO, content_type="image/png")  # served as Twilio serves MMS media
     sid = "MM" + uuid.uuid4().hex
     params = {"MessageSid": sid, "AccountSid": ACCOUNT_SID, "From": PATIENT, "To": TWILIO_FROM, "Body": DANGER,
               "NumMedia": "1", "MediaUrl0": photo, "MediaContentType0": "image/png"}
@@ -120,7 +122,7 @@ def test_the_clinician_opens_the_page_link_sees_words_and_photo_acknowledges_and
     assert "Ayu" in browser.find_element(By.ID, "patient-name").text
     [img] = browser.find_elements(By.CSS_SELECTOR, "img.photo")
     _wait(browser, lambda d: d.execute_script("return arguments[0].complete", img), "the photo never loaded")
-    assert browser.execute_script("return arguments[0].naturalWidth", img) > 0, "the photo is broken"
+    assert browser.execute_script("return arguments[0].naturalWidth", img) == PHOTO_WIDTH, "the photo is broken"
     screenshot(browser, "escalation.png")
 
     ack = browser.find_element(By.ID, "ack")
