@@ -26,6 +26,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from aftercare.config import get_settings
 from aftercare.db import session_scope
+from aftercare.inbound.media import fetch_for_message
 from aftercare.models import Escalation, ReviewItem
 from aftercare.staff.signing import sign
 from tests.browser.conftest import PHONE, screenshot, serve_at_public_url
@@ -79,8 +80,6 @@ def _page_link(twilio: FakeTwilio) -> str:
 
 def _fetch_photos(provider_sid: str) -> None:
     """What the worker does with the task the webhook queued: fetch that message's photos from Twilio."""
-    from aftercare.inbound.media import fetch_for_message  # W3's photo fetcher
-
     counts = fetch_for_message(provider_sid)
     assert counts["stored"] == 1, counts
 
@@ -255,3 +254,12 @@ def test_clinic_b_staff_signed_in_in_the_browser_see_only_clinic_b_items(two_cli
             assert _post_in_browser(browser, f"/inbox/{item_id}/escalate") == 404
             with session_scope() as session:
                 assert session.get(ReviewItem, item_id).status == "open"
+
+        # Her own item: the Done button works from the browser, and the item leaves her inbox.
+        [own] = browser.find_elements(By.CSS_SELECTOR, ".review-item")
+        own_id = int(own.get_attribute("id").removeprefix("review-"))
+        own.find_element(By.CSS_SELECTOR, "button.done").click()
+        _wait(browser, staleness_of(own), "pressing Done led nowhere")
+        with session_scope() as session:
+            assert session.get(ReviewItem, own_id).status == "done"
+        assert not browser.find_elements(By.CSS_SELECTOR, ".review-item")
