@@ -169,10 +169,11 @@ def _forbidden() -> Response:
 
 
 def _private(response: Response) -> Response:
-    """Personal data: never stored by a browser or proxy, never framed, and the link never sent as a referrer."""
+    """Personal data: never stored by a browser or proxy, never framed, and the link never sent to another site as a
+    referrer (same-origin, not no-referrer: under no-referrer browsers send `Origin: null` with our own forms)."""
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Referrer-Policy"] = "same-origin"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
