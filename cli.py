@@ -157,7 +157,9 @@ def enroll(as_json: bool, treated_at: str, **fields) -> None:
     when = parse_treated_at(treated_at)
     with session_scope() as session:
         data = enroll_patient(session, treated_at=when, **fields).to_dict()
-    emit(data, as_json=as_json, title="enrolled" if data["created"] else "already enrolled (nothing changed)")
+    title = "enrolled" if data["created"] else "already enrolled" + (
+        " (consent recorded)" if data["consent_changed"] else " (nothing changed)")
+    emit(data, as_json=as_json, title=title)
     if data["sms"] != "allowed" and not as_json:
         why = "opted out (STOP)" if data["sms"] == "opted_out" else "gave no SMS consent"
         click.echo(f"note: no SMS will be sent: the patient {why}; --sms-consent records consent given again.",

@@ -19,6 +19,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NOT_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 # An RFC 2047 encoded word ("=?utf-8?q?...?="): mail software decodes it, so it can smuggle a line break into an
 # email header. No one's name is written like this.
+# A cell a spreadsheet would run ("=HYPERLINK(...)", "+cmd|...", "-2+3", "@SUM(...)"): no name starts so.
+_FORMULA_START = frozenset("=+-@")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bq]\?[^?\s]*\?=", re.IGNORECASE)
 # A phone column a spreadsheet saved as a number: "628123456789.0", "6.28123E+11", "6,28123E+11". The digits
 # after the separator or lost to the exponent cannot be recovered, so these are refused, never guessed.
@@ -115,6 +117,8 @@ def check_name(text: str, *, field: str, max_length: int) -> str:
         raise InputError(f"{field} contains control characters (line breaks, tabs or text-direction marks)")
     if _ENCODED_WORD.search(value):
         raise InputError(f"{field} contains mail-encoded text (=?...?=)")
+    if value[0] in _FORMULA_START:
+        raise InputError(f"{field} starts with {value[0]!r}, which spreadsheets run as a formula; no name does")
     if any("\ud800" <= ch <= "\udfff" for ch in value):
         raise InputError(f"{field} is not valid UTF-8")
     return value

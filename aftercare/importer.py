@@ -110,7 +110,7 @@ class _open_csv:
         delimiter = _guess_delimiter(self.handle.readline())
         self.handle.seek(0)
         reader = csv.DictReader(self.handle, delimiter=delimiter)
-        header = [h.strip() for h in (reader.fieldnames or [])]
+        header = [_column_name(h) for h in (reader.fieldnames or [])]
         missing = [c for c in REQUIRED if c not in header]
         if missing:
             self.handle.close()
@@ -122,12 +122,17 @@ class _open_csv:
         self.handle.close()
 
 
+def _column_name(header_cell: str) -> str:
+    """A header cell as our column name: spreadsheets capitalise ("First_Name") and space ("First name")."""
+    return "_".join(header_cell.strip().lower().split())
+
+
 def _guess_delimiter(header_line: str) -> str:
     """The delimiter (of DELIMITERS) that splits the header line into the most of our column names; "," when
     none does better. csv.Sniffer guesses from character counts and is easily misled by one short line."""
     def known_columns(delimiter: str) -> int:
         names = next(csv.reader([header_line], delimiter=delimiter), [])
-        return len({name.strip() for name in names} & set(COLUMNS))
+        return len({_column_name(name) for name in names} & set(COLUMNS))
 
     return max(DELIMITERS, key=known_columns)  # max keeps the first of equals: ","
 

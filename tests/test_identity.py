@@ -320,3 +320,86 @@ def test_a_reply_through_the_messaging_service_reaches_the_clinics_that_use_it(e
     assert not _sms_allowed(a["patient_id"])
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(Patient).where(Patient.sms_opted_out_at.is_(None))) == 1
+
+
+# --- found by a new user's try ----------------------------------------------------------------------------------
+
+def test_a_name_that_is_an_everyday_word_does_not_pick_a_family_member(env):
+    add_clinic(quiet_hours="00:00-00:00")
+    indah = enroll(phone=PHONE, first_name="Indah", treatment="skin-booster", treated_at=_ago(hours=1))
+    ayu = enroll(phone=PHONE, first_name="Ayu", treatment="dermal-filler", treated_at=_ago(hours=2))
+    _reply("kemarin hasilnya indah banget, tapi sekarang bibir saya putih dan sakit parah", None)
+    [escalation] = _escalations()
+    assert escalation.patient_id is None
+    assert sorted(escalation.enrollment_ids) == sorted([indah["enrollment_id"], ayu["enrollment_id"]])
+
+
+@pytest.mark.parametrize("text", ["ini Ayu kak, bibir saya putih dan sakit parah",
+                                  "Ayu here - my lip went white and hurts a lot",
+                                  "my lip went white and hurts a lot. - Ayu"])
+def test_a_reply_that_says_who_wrote_it_is_theirs(env, text):
+    add_clinic(quiet_hours="00:00-00:00")
+    enroll(phone=PHONE, first_name="Indah", treatment="skin-booster", treated_at=_ago(hours=1))
+    ayu = enroll(phone=PHONE, first_name="Ayu", treatment="dermal-filler", treated_at=_ago(hours=2))
+    _reply(text, None)
+    [escalation] = _escalations()
+    assert escalation.patient_id == ayu["patient_id"]
+
+
+def test_a_re_page_quotes_the_danger_reply_and_its_signs_not_the_latest_words(env, monkeypatch):
+    add_clinic(quiet_hours="00:00-00:00")
+    _staff("glow", "+6281100000001")
+    cli_json("oncall", "add", "--clinic", "glow", "--name", "Nurse B", "--phone", "+6281100000002")
+    enroll(phone=PHONE, treated_at=_ago(hours=20))
+    _reply("pipi saya ungu terong dan perih banget", None)
+    _reply("hello", None)
+    _reply("thanks", None)
+    with session_scope() as session:
+        session.execute(update(Escalation).values(next_page_at=datetime.now(UTC) - timedelta(seconds=1)))
+    cli_json("dispatch", "--once")
+    [repage] = [m for m in read_outbox(get_settings()) if m["to"] == "+6281100000002"]
+    assert "ungu terong" in repage["body"] and "Signs:" in repage["body"]
+
+
+def test_every_clinic_escalated_for_one_unknown_reply_shows_the_words(own_numbers):
+    _reply("bibir saya putih dan sakit banget", "+15005550199", "+6285700001112")  # a number no clinic owns
+    escalations = _escalations()
+    assert len(escalations) == 2
+    for escalation in escalations:
+        shown = cli_json("escalations", "show", str(escalation.id))
+        assert [r["body"] for r in shown["replies"]] == ["bibir saya putih dan sakit banget"]
+
+
+def test_a_red_flag_check_in_by_email_asks_to_call_not_to_reply_yes_or_no(env):
+    add_clinic(quiet_hours="00:00-00:00")
+    cli_json("enroll", "--clinic", "glow", "--first-name", "Kirana", "--phone", PHONE, "--email", "k@example.com",
+             "--no-sms-consent", "--treatment", "dermal-filler", "--treated-at", _ago(hours=5))
+    cli_json("dispatch", "--once")
+    emails = [m for m in read_outbox(get_settings()) if m["to"] == "k@example.com"]
+    checkins = [m for m in emails if "blurred vision" in m["body"]]
+    assert checkins and all("YES or NO" not in m["body"] and "call us now" in m["body"] for m in checkins)
+
+
+def test_sms_planned_before_a_stop_go_by_email_when_the_patient_has_one(env):
+    add_clinic(quiet_hours="00:00-00:00")
+    enroll(phone=PHONE, email="gita@example.com", treated_at=_ago(hours=5))
+    _reply("STOP", None)
+    cli_json("dispatch", "--once")  # the SMS due now are skipped: opted out; their email copies are written
+    cli_json("dispatch", "--once")
+    bodies = [m["body"] for m in read_outbox(get_settings()) if m["to"] == "gita@example.com"]
+    assert any("blurred vision" in b for b in bodies)  # the first-night check-in reached her
+    assert not any(m["to"] == PHONE for m in read_outbox(get_settings()))
+
+
+def test_consent_given_again_for_a_session_already_planned_is_recorded_and_its_sms_go(env):
+    add_clinic(quiet_hours="00:00-00:00")
+    enroll(phone=PHONE, treated_at=_ago(days=3))
+    _reply("STOP", None)
+    treated = _ago(hours=5)
+    planned = enroll(phone=PHONE, treatment="skin-booster", treated_at=treated)
+    assert planned["scheduled"] == 0 and planned["sms"] == "opted_out"
+    again = cli_json("enroll", "--clinic", "glow", "--first-name", "Ayu", "--phone", PHONE, "--treatment",
+                     "skin-booster", "--treated-at", treated, "--sms-consent")
+    assert again["created"] is False and again["consent_changed"] is True and again["sms"] == "allowed"
+    assert again["scheduled"] > 0
+    assert cli_json("dispatch", "--once")["sent"] >= 1

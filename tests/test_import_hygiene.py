@@ -228,3 +228,12 @@ def test_a_family_phone_spread_over_two_batches_keeps_its_people_apart(env, tmp_
     assert sorted(name for _, name, _ in _patients()) == ["Budi", "Putri", "Sari"]
     assert _owners() == [("Budi", "mesotherapy"), ("Putri", "mesotherapy"), ("Sari", "dermal-filler"),
                          ("Sari", "mesotherapy")]
+
+
+def test_header_names_are_read_whatever_their_case_or_spacing(any_env, tmp_path):
+    from tests.cli_helpers import add_clinic, cli_json
+
+    add_clinic()
+    path = tmp_path / "excel.csv"
+    path.write_text("First Name;Phone;TREATMENT;Treated_At\nSari;+6281234567891;chemical-peel;2026-11-20T10:00:00+07:00\n")
+    assert cli_json("import", str(path), "--clinic", "glow")["imported"] == 1

@@ -298,3 +298,12 @@ def test_reminders_from_a_clinic_with_a_curly_apostrophe_go_out_as_one_gsm7_segm
     assert cli_json("dispatch", "--once")["sent"] >= 1
     sms = [m["body"] for m in read_outbox(get_settings()) if m["channel"] == "sms"]
     assert sms and all(is_gsm7(body) and "Dr. Sari's Skin - Kemang" in body for body in sms)
+
+
+@pytest.mark.parametrize("name", ['=HYPERLINK("http://x","a")', "-cmd", "+SUM(1)", "@A1"])
+def test_a_name_a_spreadsheet_would_run_is_refused(name):
+    from aftercare.contact import check_name
+    from aftercare.errors import InputError
+
+    with pytest.raises(InputError, match="formula"):
+        check_name(name, field="first name", max_length=100)

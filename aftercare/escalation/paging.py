@@ -12,13 +12,13 @@ from aftercare import audit
 from aftercare.clinics import oncall_list
 from aftercare.config import get_settings
 from aftercare.escalation import RED_FLAG_SIGN
+from aftercare.escalation.replies import danger_reply
 from aftercare.models import (
     Channel,
     Clinic,
     Enrollment,
     Escalation,
     EscalationStatus,
-    InboundMessage,
     MessageKind,
     MessageStatus,
     OnCallStaff,
@@ -143,8 +143,8 @@ def next_untried(session: Session, clinic: Clinic, failed: ScheduledMessage,
 
 def _page_values(session: Session, escalation: Escalation, clinic: Clinic, reply_text: str | None) -> dict:
     if reply_text is None:
-        reply_text = session.scalar(select(InboundMessage.body).where(InboundMessage.escalation_id == escalation.id)
-                                    .order_by(InboundMessage.id.desc()).limit(1)) or ""
+        reply = danger_reply(session, escalation)
+        reply_text = reply.body if reply else ""
     reply = reply_text if len(reply_text) <= 300 else reply_text[:297] + "..."
     return {"level": escalation.level.upper(), "first_name": escalation_who(session, escalation),
             "treatment": _treatments(session, escalation), "reply": reply, "code": escalation.code,
@@ -171,6 +171,9 @@ def _ago(delta: timedelta) -> str:
 def _page_notes(escalation: Escalation) -> list[str]:
     """What the clinician must know besides the words: outside the quote, so nobody reads it as the patient's."""
     notes = []
+    signs = [sign.replace("_", " ") for sign in escalation.signs if sign != RED_FLAG_SIGN]
+    if signs:
+        notes.append(f"Signs: {', '.join(signs)}.")
     if RED_FLAG_SIGN in escalation.signs:
         notes.append("They answered YES to the check-in's red-flag question.")
     if escalation.patient is None and escalation.patient_ids:

@@ -8,9 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from aftercare.audit import entries_for
+from aftercare.escalation.replies import escalation_replies
 from aftercare.escalation.service import get_escalation
 from aftercare.inbound.media import photo_urls
-from aftercare.models import Escalation, InboundMessage, MessageKind, ScheduledMessage
+from aftercare.models import Escalation, MessageKind, ScheduledMessage
 from aftercare.views import candidates_view, escalation_who, iso, message_view, treatments_view
 
 
@@ -32,8 +33,7 @@ def escalation_detail(session: Session, escalation_id: int) -> dict[str, Any]:
     pages = session.scalars(select(ScheduledMessage).where(ScheduledMessage.escalation_id == escalation_id,
                                                            ScheduledMessage.kind == MessageKind.PAGE)
                             .order_by(ScheduledMessage.id))
-    replies = list(session.scalars(select(InboundMessage).where(InboundMessage.escalation_id == escalation_id)
-                                   .order_by(InboundMessage.id)))
+    replies = escalation_replies(session, escalation)
     photos = photo_urls(session, [r.id for r in replies])
     return {**escalation_view(escalation), "explanation": escalation.explanation,
             "resolution_note": escalation.resolution_note, "patient_phone": escalation.callback_phone,

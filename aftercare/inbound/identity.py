@@ -101,9 +101,18 @@ def _recipient(group: list[Patient], in_care: dict[int, list[Enrollment]], body:
 
 
 def _named(group: list[Patient], body: str) -> Patient | None:
-    """The one candidate whose first name the reply mentions ("this is Putri, ...")."""
-    words = set(re.findall(r"\w+", body.casefold()))
-    return _only([p for p in group if set(p.name_key.split()) <= words])
+    """The one candidate the reply says it is from: "this is Putri", "ini Putri", "Putri here", "Putri: ...",
+    a sign-off "- Putri". A name merely appearing proves nothing: many names are everyday words ("indah banget"
+    is "very beautiful", "ayu" is "pretty")."""
+    text = " ".join(body.casefold().split())
+    return _only([p for p in group if re.search(_NAMING.format(name=re.escape(p.name_key)), text)])
+
+
+# How people say who is writing, in English and Indonesian. {name} is a casefolded first name.
+_NAMING = (r"(?:\b(?:this is|it'?s|it is|i'?m|i am|my name is|from|ini|dari|saya|aku|nama saya)\s+(?:kak\s+)?{name}\b"
+           r"|\b{name}\s+(?:here|di ?sini)\b"
+           r"|^\W*{name}\s*[:,-]"
+           r"|[-~]\s*{name}\W*$)")
 
 
 def _only(patients: list[Patient]) -> Patient | None:

@@ -46,6 +46,9 @@ SERVICE_SMS = (
 SERVICE_EMAIL = ("page.email", "page.review.email")
 # The subject used when an SMS text goes out by email (an email-only patient, an SMS fallback).
 DEFAULT_SUBJECT = "email.subject"
+# A check-in's closed red-flag question ends with how to answer it by SMS. Nothing reads email replies, so the same
+# check-in by email asks the patient to call instead (issue 8: an email never asks "Reply YES or NO").
+ANSWER_BY_SMS, ANSWER_BY_EMAIL = "checkin.answer.sms", "checkin.answer.email"
 
 # GSM 03.38: anything outside these two tables switches the whole SMS to UCS-2 (70 characters, not 160).
 GSM7_BASIC = frozenset(
@@ -126,7 +129,18 @@ def render_email(template_key: str, language: str, **values: str) -> tuple[str, 
         return _fill(template.subject, template_key, values), _fill(template.body, template_key, values)
     subject = catalog.get(DEFAULT_SUBJECT, language)
     assert isinstance(subject, str)  # the catalog validates this on load
-    return _fill(subject, DEFAULT_SUBJECT, values), _tidy_sms(_fill(template, template_key, values))
+    return _fill(subject, DEFAULT_SUBJECT, values), _by_email(_tidy_sms(_fill(template, template_key, values)),
+                                                              language, values)
+
+
+def _by_email(text: str, language: str, values: Mapping[str, str]) -> str:
+    """An SMS text made fit for email: a closed question's "Reply YES or NO" becomes "If so, call us now"."""
+    catalog = default_catalog()
+    answer_by_sms = str(catalog.get(ANSWER_BY_SMS, language))
+    if not text.endswith(answer_by_sms):
+        return text
+    return text.removesuffix(answer_by_sms) + _fill(str(catalog.get(ANSWER_BY_EMAIL, language)), ANSWER_BY_EMAIL,
+                                                      values)
 
 
 def placeholders(text: str) -> set[str]:
@@ -202,7 +216,7 @@ def load_catalog(directory: Path, languages: Iterable[str] = LANGUAGES) -> Templ
     """Load <directory>/<language>.yaml for every language, and check them together."""
     texts = {language: _load_language(Path(directory) / f"{language}.yaml") for language in languages}
     catalog = TemplateCatalog(texts=texts, source=Path(directory))
-    for key in (*SERVICE_SMS, *SERVICE_EMAIL, DEFAULT_SUBJECT):
+    for key in (*SERVICE_SMS, *SERVICE_EMAIL, DEFAULT_SUBJECT, ANSWER_BY_SMS, ANSWER_BY_EMAIL):
         for language in catalog.missing_in(key):
             raise ProtocolError(f"{language}.yaml: template '{key}': missing (the reply and paging code needs it)")
     _check_kinds(catalog)

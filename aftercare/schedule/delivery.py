@@ -40,7 +40,7 @@ from aftercare.models import (
     utcnow,
 )
 from aftercare.protocols import render, render_email
-from aftercare.schedule.fallback import after_permanent_sms_failure
+from aftercare.schedule.fallback import after_permanent_sms_failure, email_instead
 from aftercare.schedule.planner import QuietHours, next_allowed
 
 log = logging.getLogger(__name__)
@@ -79,11 +79,22 @@ def deliver_batch(ids: list[int], token: str, *, settings: Settings | None = Non
             if d.message is None:
                 _finish_unsent(writer, row_id, token, d)
                 counts[str(d.status)] += 1
+    _email_the_opted_out([row_id for row_id, d in decisions if d.reason == "opted_out"], now)
     chunks = [to_send[i::settings.send_threads] for i in range(min(settings.send_threads, len(to_send)))]
     for chunk_counts in _executor(settings).map(lambda chunk: _send_chunk(chunk, token, settings), chunks):
         counts.update(chunk_counts)
     log.info("batch of %d handled: %s", len(ids), dict(counts))
     return counts
+
+
+def _email_the_opted_out(row_ids: list[int], now: datetime) -> None:
+    """SMS skipped because the patient opted out after they were planned go by email when the patient has one."""
+    if not row_ids:
+        return
+    with session_factory()() as session:
+        for row in session.scalars(select(M).where(M.id.in_(row_ids))):
+            email_instead(session, row, now=now)
+        session.commit()
 
 
 def renew_lease(session: Session, ids: list[int], token: str, *, until: datetime) -> list[int]:

@@ -51,11 +51,13 @@ class EnrollResult:
     patient: Patient
     scheduled: int
     created: bool
+    consent_changed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """`sms`: whether SMS will reach the patient ("allowed", or why not: "opted_out", "no_consent")."""
+        """`sms`: whether SMS will reach the patient ("allowed", or why not: "opted_out", "no_consent");
+        `consent_changed`: this call recorded a consent answer that differed from the one on file."""
         return {"enrollment_id": self.enrollment.id, "patient_id": self.patient.id, "scheduled": self.scheduled,
-                "created": self.created, "sms": _sms_state(self.patient)}
+                "created": self.created, "sms": _sms_state(self.patient), "consent_changed": self.consent_changed}
 
 
 def _sms_state(patient: Patient) -> str:
@@ -103,9 +105,13 @@ def enroll(session: Session, *, clinic_slug: str, first_name: str, phone: str, e
                                sms_consent=sms_consent is not False, email_consent=email_consent is not False)
     patient = _find_or_create_patient(session, clinic, request)
     existing = _existing_enrollment(session, patient.id, request)
+    changed = _record_consent(session, patient, sms=sms_consent, email=email_consent, fill_email=request.email,
+                              actor=actor)
     if existing is not None:
-        return EnrollResult(existing, patient, _count_messages(session, existing.id), created=False)
-    _record_consent(session, patient, sms=sms_consent, email=email_consent, fill_email=request.email, actor=actor)
+        if changed and patient.sms_allowed:
+            _unskip_sms(session, existing.id, now)
+        return EnrollResult(existing, patient, _count_messages(session, existing.id), created=False,
+                            consent_changed=changed)
     planned = replace(request, sms_consent=patient.sms_allowed, email=patient.email,
                       email_consent=patient.email_consent)
     try:
@@ -141,11 +147,12 @@ def _find_or_create_patient(session: Session, clinic: Clinic, request: Enrollmen
 
 
 def _record_consent(session: Session, patient: Patient, *, sms: bool | None, email: bool | None,
-                    fill_email: str | None, actor: str) -> None:
+                    fill_email: str | None, actor: str) -> bool:
     """Apply the consent the clinic recorded at this enrollment (None: nothing recorded), audited; an email given
-    for a patient who had none is kept (an email on file is never overwritten)."""
+    for a patient who had none is kept (an email on file is never overwritten). Returns whether consent changed."""
     if fill_email and not patient.email:
         patient.email = fill_email
+    before = (patient.sms_allowed, patient.email_consent)
     if sms is True and not patient.sms_allowed:
         patient.sms_consent, patient.sms_opted_out_at, patient.sms_opt_out_source = True, None, None
         audit.record(session, actor=actor, action="consent.sms_opted_in", subject_type="patient",
@@ -158,6 +165,17 @@ def _record_consent(session: Session, patient: Patient, *, sms: bool | None, ema
         patient.email_consent = email
         audit.record(session, actor=actor, action=f"consent.email_{'given' if email else 'withdrawn'}",
                      subject_type="patient", subject_id=patient.id, source="enrollment")
+    return (patient.sms_allowed, patient.email_consent) != before
+
+
+def _unskip_sms(session: Session, enrollment_id: int, now: datetime) -> None:
+    """Consent given again for a session already planned: its SMS skipped for want of consent go after all, those
+    still worth sending (fresh)."""
+    session.execute(update(ScheduledMessage).where(
+        ScheduledMessage.enrollment_id == enrollment_id, ScheduledMessage.channel == Channel.SMS,
+        ScheduledMessage.status == MessageStatus.SKIPPED, ScheduledMessage.skip_reason.in_(["no_consent", "opted_out"]),
+        ScheduledMessage.fresh_until > now).values(status=MessageStatus.SCHEDULED, skip_reason=None, skipped_at=None,
+                                                   updated_at=now))
 
 
 def _existing_enrollment(session: Session, patient_id: int, request: EnrollmentRequest) -> Enrollment | None:
@@ -196,7 +214,8 @@ def plan_messages(protocol: Protocol, *, clinic: Clinic, request: EnrollmentRequ
         rows.append({
             "kind": MessageKind.REMINDER, "step": step.id, "channel": channel, "template": step.template,
             "is_checkin": step.checkin, "is_safety": step.safety,
-            "red_flag": step.red_flag.level if step.red_flag else None,
+            # A red-flag question is answered by SMS only: by email the text asks to call instead.
+            "red_flag": step.red_flag.level if step.red_flag and channel == Channel.SMS else None,
             "planned_at": planned, "due_at": due, "fresh_until": fresh_until,
             "status": MessageStatus.SKIPPED if skip_reason else MessageStatus.SCHEDULED,
             "skip_reason": skip_reason, "skipped_at": now if skip_reason else None,

@@ -34,6 +34,16 @@ def after_permanent_sms_failure(session: Session, row: ScheduledMessage, *, code
         log.error("fallback for message %s not written: %s", row.id, type(exc).__name__)
 
 
+def email_instead(session: Session, row: ScheduledMessage, *, now: datetime) -> None:
+    """`row`, a patient's SMS, was not sent because they opted out of SMS after it was planned: the same text goes
+    by email when they have one and allow it (a warning-signs message must still reach them). Never raises."""
+    try:
+        with session.begin_nested():
+            _patient_fallback(session, row, code=None, opted_out=False, now=now)
+    except Exception as exc:  # the skip is recorded whatever happens here
+        log.error("email instead of message %s not written: %s", row.id, type(exc).__name__)
+
+
 def _reroute_page(session: Session, row: ScheduledMessage, now: datetime) -> None:
     if row.escalation_id is not None:
         escalation_paging.repage_after_failure(session, row, now=now)

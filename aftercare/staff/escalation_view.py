@@ -14,6 +14,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from aftercare.escalation import RED_FLAG_SIGN
+from aftercare.escalation.replies import escalation_replies
 from aftercare.models import (
     Clinic,
     Enrollment,
@@ -46,8 +47,7 @@ def page_view(session: Session, escalation: Escalation, *, now: datetime | None 
     now = now or utcnow()
     clinic = session.get(Clinic, escalation.clinic_id)
     clock = _Clock(ZoneInfo(clinic.timezone), now)
-    replies = list(session.scalars(select(InboundMessage).where(InboundMessage.escalation_id == escalation.id)
-                                   .order_by(InboundMessage.id)))
+    replies = escalation_replies(session, escalation)
     photos = photo_urls(session, [r.id for r in replies]) if photo_urls and replies else {}
     return {
         "id": escalation.id, "level": escalation.level, "status": escalation.status, "code": escalation.code,
