@@ -16,11 +16,8 @@ from aftercare.inbound.status import apply_status
 from aftercare.models import Channel, Escalation, Patient, PendingStatus, ScheduledMessage
 from aftercare.schedule import fallback
 from tests.cli_helpers import add_clinic, cli_json, enroll
-from tests.conftest import configure
-from tests.fakes.smtp import FakeSmtp
-from tests.fakes.twilio_api import FakeTwilio
-from tests.processes import ACCOUNT_SID, AUTH_TOKEN, TWILIO_FROM
-from tests.web_helpers import PUBLIC_URL, serve_app
+from tests.provider_helpers import real_providers
+from tests.web_helpers import serve_app
 
 PATIENT = "+6281234567890"
 SENDER = "+15005550007"
@@ -30,10 +27,7 @@ M = ScheduledMessage
 @pytest.fixture
 def providers(env, monkeypatch):
     """The real twilio SDK against the fake API, real SMTP, and the web app for status callbacks."""
-    with FakeTwilio(auth_token=AUTH_TOKEN) as twilio, FakeSmtp() as smtp:
-        configure(monkeypatch, sms_channel="twilio", twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
-                  twilio_from=TWILIO_FROM, twilio_api_base_url=twilio.base_url, email_channel="smtp",
-                  smtp_host="127.0.0.1", smtp_port=smtp.port, public_url=PUBLIC_URL, retry_base_seconds=60)
+    with real_providers(monkeypatch, retry_base_seconds=60) as (twilio, smtp):
         add_clinic(quiet_hours="00:00-00:00", sms_from=SENDER)
         # Treated 3 hours ago: the SMS warning signs ("first-hours") and the email summary are due.
         treated = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0).isoformat()

@@ -3,15 +3,18 @@ everyday Indonesian. Each is confirmed and honoured; a sentence that only mentio
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 from sqlalchemy import select
 
 from aftercare.db import session_scope
 from aftercare.inbound.keywords import Keyword, classify
-from aftercare.models import AuditEntry, Patient
-from tests.cli_helpers import add_clinic, cli_json, enroll
+from aftercare.models import AuditEntry
+from tests.cli_helpers import cli_json
+from tests.test_compliance_keywords import _opted_out
+from tests.test_compliance_keywords import patient as patient_fixture
+
+# The same patient as the other keyword tests: one clinic, a filler three hours ago.
+patient = patient_fixture
 
 PATIENT = "+6281234567890"
 
@@ -42,16 +45,6 @@ NOT_OPT_OUTS = [
 ]
 
 
-@pytest.fixture
-def patient(env):
-    add_clinic(quiet_hours="00:00-00:00")
-    treated = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0).isoformat()
-    return enroll(phone=PATIENT, treated_at=treated)
-
-
-def _opted_out() -> bool:
-    with session_scope() as session:
-        return session.scalar(select(Patient.sms_opted_out_at)) is not None
 
 
 def _consent_audited() -> bool:

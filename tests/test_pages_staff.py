@@ -13,11 +13,9 @@ from aftercare.db import session_scope
 from aftercare.models import MessageKind, OnCallStaff, Patient, ReviewItem, ScheduledMessage
 from aftercare.review.paging import queue_overdue_review_pages
 from tests.cli_helpers import add_clinic, cli_json, enroll
-from tests.conftest import configure
-from tests.fakes.smtp import FakeSmtp
 from tests.fakes.twilio_api import FakeTwilio
-from tests.processes import ACCOUNT_SID, AUTH_TOKEN, TWILIO_FROM
-from tests.web_helpers import PUBLIC_URL, serve_app
+from tests.provider_helpers import real_providers
+from tests.web_helpers import serve_app
 
 PATIENT = "+6281234567890"
 CLINIC_PHONE = "+622150001234"
@@ -32,10 +30,7 @@ M = ScheduledMessage
 @pytest.fixture
 def clinic(env, monkeypatch):
     """Real twilio SDK and SMTP; Dr A (with email), Dr B, Dr C on call in that order; the patient has email too."""
-    with FakeTwilio(auth_token=AUTH_TOKEN) as twilio, FakeSmtp() as smtp:
-        configure(monkeypatch, sms_channel="twilio", twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
-                  twilio_from=TWILIO_FROM, twilio_api_base_url=twilio.base_url, email_channel="smtp",
-                  smtp_host="127.0.0.1", smtp_port=smtp.port, public_url=PUBLIC_URL)
+    with real_providers(monkeypatch) as (twilio, smtp):
         add_clinic(quiet_hours="00:00-00:00", sms_from=SENDER, review_within="30m")
         for name, phone in (("Dr A", DOCTOR_A), ("Dr B", DOCTOR_B), ("Dr C", DOCTOR_C)):
             email = ["--email", "a@glow.example"] if phone == DOCTOR_A else []
