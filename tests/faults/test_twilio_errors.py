@@ -140,4 +140,7 @@ def test_error_21610_opts_the_number_out_is_not_retried_and_later_sms_are_skippe
     assert later_sms and all((r.status, r.skip_reason) == (MessageStatus.SKIPPED, "opted_out") for r in later_sms)
     # DESIGN section 4: a permanent SMS failure falls back to email when the patient has one.
     assert [r.status for r in fallback] == [MessageStatus.SENT]
-    assert len(emails) == 2  # the aftercare summary, and the first-hours advice by email
+    # The later SMS, skipped because the number opted out, reach the patient by email instead (issue 8).
+    copies = [r for r in _rows() if r.fallback_of_id in {s.id for s in later_sms}]
+    assert len(copies) == len(later_sms) and all(r.channel == "email" for r in copies)
+    assert len(emails) == 2 + len(later_sms)  # the summary, the first-hours advice, and each later text
