@@ -388,6 +388,8 @@ class StaffAccount(Base):
     name: Mapped[str] = mapped_column(String(200))
     password_hash: Mapped[str | None] = mapped_column(String(255))  # argon2; null until a password is set
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Raised by signing out: every session cookie issued before carries the old value and no longer opens.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_sign_in_at: Mapped[datetime | None]
 

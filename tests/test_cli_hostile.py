@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner, Result
@@ -211,7 +212,8 @@ def test_hostile_clinician_names_and_notes_are_refused(clinic, args):
 
 # -- CSV import ------------------------------------------------------------------------------------------------
 def _row(first_name: bytes = b"Ayu", phone: bytes = b"+6281200000001", email: bytes = b"a@example.com",
-         treated_at: bytes = b"2027-01-01T10:00:00+07:00") -> bytes:
+         treated_at: bytes | None = None) -> bytes:
+    treated_at = treated_at or (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0).isoformat().encode()
     def quoted(value: bytes) -> bytes:
         return b'"' + value.replace(b'"', b'""') + b'"'
     return b",".join([quoted(first_name), phone, quoted(email), b"Asia/Jakarta", b"en", b"mesotherapy", treated_at,

@@ -17,6 +17,13 @@ def _future(days: int = 1) -> str:
     return (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0).isoformat()
 
 
+def _jakarta_day(days: int, at: str) -> datetime:
+    """`at` (HH:MM) local in Jakarta (UTC+7, no clock changes), `days` from today: a fixed wall time, always near."""
+    today = datetime.now(timezone(timedelta(hours=7))).date() + timedelta(days=days)
+    hour, minute = map(int, at.split(":"))
+    return datetime(today.year, today.month, today.day, hour, minute, tzinfo=timezone(timedelta(hours=7)))
+
+
 def _count(model) -> int:
     with session_scope() as session:
         return session.scalar(select(func.count()).select_from(model))
@@ -36,8 +43,9 @@ def test_enrolling_writes_every_protocol_step_as_a_scheduled_message(any_env):
 
 def test_enrolling_the_same_session_twice_changes_nothing(any_env):
     add_clinic()
-    first = enroll(treated_at="2030-01-10T10:00:00+07:00")
-    second = enroll(treated_at="2030-01-10T03:00:00+00:00")  # the same instant written in UTC
+    treated = _jakarta_day(10, "10:00")
+    first = enroll(treated_at=treated.isoformat())
+    second = enroll(treated_at=treated.astimezone(UTC).isoformat())  # the same instant written in UTC
     assert second["created"] is False
     assert second["enrollment_id"] == first["enrollment_id"]
     assert second["scheduled"] == first["scheduled"]
@@ -175,9 +183,23 @@ def test_schedule_list_says_which_messages_are_safety_critical_and_carry_a_red_f
 
 def test_an_evening_filler_enrollment_plans_its_safety_steps_inside_quiet_hours(any_env):
     add_clinic(quiet_hours="21:00-08:00")  # Asia/Jakarta
-    result = enroll(treated_at="2030-01-10T19:30:00+07:00")
+    treated = _jakarta_day(10, "19:30")
+    result = enroll(treated_at=treated.isoformat())
     rows = {r["step"]: r for r in cli_json("schedule", "list", "--enrollment", str(result["enrollment_id"]))}
     local = {step: datetime.fromisoformat(r["due_at"]).astimezone(timezone(timedelta(hours=7))).strftime("%d %H:%M")
              for step, r in rows.items()}
-    assert local["first-hours"] == "10 21:30" and local["checkin-evening"] == "10 23:30"
-    assert local["day1-morning"] == "11 09:00"
+    day, next_day = f"{treated:%d}", f"{treated + timedelta(days=1):%d}"
+    assert local["first-hours"] == f"{day} 21:30" and local["checkin-evening"] == f"{day} 23:30"
+    assert local["day1-morning"] == f"{next_day} 09:00"
+
+
+@pytest.mark.parametrize("delta, message", [(timedelta(days=365), "more than 30 days ahead"),
+                                            (timedelta(days=31), "more than 30 days ahead"),
+                                            (-timedelta(days=400), "more than a year ago")])
+def test_a_treatment_time_with_a_slipped_year_is_refused_not_enrolled_silently(env, delta, message):
+    add_clinic()
+    when = (datetime.now(UTC) + delta).replace(microsecond=0).isoformat()
+    result = run_cli("enroll", "--clinic", "glow", "--first-name", "Ayu", "--phone", "+6281234567890",
+                     "--treatment", "dermal-filler", "--treated-at", when)
+    assert result.exit_code == 1 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert _count(Enrollment) == 0

@@ -254,13 +254,12 @@ def test_a_second_press_or_a_replayed_form_is_refused_with_a_clear_message(paged
     assert _post(browser, url, "ack", forms["ack-form"]).status_code == 200
     again = _post(browser, url, "ack", forms["ack-form"])
     assert again.status_code == 409 and "already acknowledged (by Dr A)" in again.text
-    # The resolve form drawn while the case was open is stale too; a fresh one works.
-    stale = _post(browser, url, "resolve", forms["resolve-form"], note="done")
-    assert stale.status_code == 409 and _status(escalation_id) == "acknowledged"
-    fresh = _open(browser, url).csrf["resolve-form"]
-    assert _post(browser, url, "resolve", fresh, note="seen, all well").status_code == 200
+    # Resolving after a colleague acknowledged is the normal next step: the resolve form drawn while the case was
+    # open still works, note and all.
+    later = _post(browser, url, "resolve", forms["resolve-form"], note="seen, all well")
+    assert later.status_code == 200 and _status(escalation_id) == "resolved"
     entries = len(_audit(escalation_id))
-    for action, csrf in (("ack", forms["ack-form"]), ("resolve", fresh)):  # captured forms, replayed
+    for action, csrf in (("ack", forms["ack-form"]), ("resolve", forms["resolve-form"])):  # captured, replayed
         replay = requests.post(f"{url}/{action}", data={"csrf_token": csrf, "note": "replayed"}, timeout=10)
         assert replay.status_code == 409 and "already resolved (by Dr A)" in replay.text
     with session_scope() as session:
@@ -388,3 +387,25 @@ def test_the_session_cookie_is_http_only_lax_and_secure_behind_https(paged, monk
     configure(monkeypatch, public_url="https://aftercare.example.org")
     app = create_app()
     assert app.config["SESSION_COOKIE_SECURE"] is True and app.secret_key == "test-secret-for-links"
+
+
+def test_the_page_says_when_the_patient_can_only_be_reached_by_phone(web):
+    add_clinic(quiet_hours="00:00-00:00")
+    cli_json("oncall", "add", "--clinic", "glow", "--name", "Dr A", "--phone", DOCTOR_A)
+    enroll(phone=PATIENT, treated_at=_hours_ago(3))
+    cli_json("reply", "--from", PATIENT, "STOP")
+    escalation_id = cli_json("reply", "--from", PATIENT, WORDS)["escalation_id"]
+    page = requests.get(escalation_link(escalation_id, None), timeout=10)
+    assert page.status_code == 200 and "opted out of SMS: reach them by phone" in page.text
+
+
+def test_a_page_about_a_review_item_escalated_from_the_inbox_says_who_and_what(web):
+    add_clinic(quiet_hours="00:00-00:00", sms_from="+15005550006")
+    cli_json("oncall", "add", "--clinic", "glow", "--name", "Dr A", "--phone", DOCTOR_A)
+    enroll(phone=PATIENT, treated_at=_hours_ago(30))
+    review_id = cli_json("reply", "--from", PATIENT, "--to", "+15005550006", "--media", "2", "")["review_id"]
+    cli_json("inbox", "escalate", str(review_id), "--by", "Nurse Putu", "--level", "urgent")
+    cli_json("dispatch", "--once")
+    [page_sms] = [m for m in _outbox_to(DOCTOR_A) if "AFTERCARE" in m["body"]]
+    assert "Nurse Putu" in page_sms["body"] and "2 photo(s)" in page_sms["body"]
+    assert "escalated from review" not in page_sms["body"].lower().replace("escalated from the review", "")

@@ -126,7 +126,8 @@ def _schedule_flags(enrollment_ids: list[int]) -> list[tuple]:
 def test_imported_schedules_carry_safety_and_red_flags_as_enrollment_writes_them(any_env, tmp_path):
     # An evening filler treatment (19:30 in Jakarta): its safety steps are due inside quiet hours, as when enrolled.
     add_clinic()
-    treated = "2030-01-10T19:30:00+07:00"
+    day = datetime.now(UTC).date() + timedelta(days=10)  # an evening ten days ahead: always within enrolment's bounds
+    treated = f"{day.isoformat()}T19:30:00+07:00"
     path = tmp_path / "patients.csv"
     _write(path, [["Ayu", "+6281200000001", "", "Asia/Jakarta", "en", "dermal-filler", treated, "", ""],
                   ["Budi", "+6281200000002", "", "Asia/Jakarta", "id", "mesotherapy", treated, "", ""]])

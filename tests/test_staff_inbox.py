@@ -332,3 +332,47 @@ def test_signing_out_ends_the_session(clinics):
         out = browser.post(web.base + "/signout", data={"csrf_token": token}, timeout=10)
         assert out.url.endswith("/signin")
         assert browser.get(web.base + "/inbox", timeout=10, allow_redirects=False).status_code == 303
+
+
+def test_a_copied_session_cookie_stops_working_after_signing_out(clinics):
+    _add_staff("glow", "rina@glow.example", "Rina")
+    with serve_app() as web:
+        browser, token = _signed_in(web.base, "rina@glow.example")
+        copied = requests.Session()
+        copied.cookies.update(browser.cookies)
+        assert copied.get(web.base + "/inbox", timeout=10, allow_redirects=False).status_code == 200
+        browser.post(web.base + "/signout", data={"csrf_token": token}, timeout=10)
+        assert copied.get(web.base + "/inbox", timeout=10, allow_redirects=False).status_code == 303
+
+
+def test_an_escalation_opened_from_the_inbox_acts_as_the_signed_in_staff_member_only(clinics, monkeypatch):
+    _add_staff("glow", "rina@glow.example", "Rina Wijaya")
+    escalation_id = _reply(GLOW_PATIENT, GLOW_SMS, "my lip went white and it hurts a lot")["escalation_id"]
+    with serve_app() as web:
+        configure(monkeypatch, public_url=web.base)  # the links the inbox draws point at this server
+        browser, _ = _signed_in(web.base, "rina@glow.example")
+        link = re.search(r'href="([^"]*/e/[^"]+)"', browser.get(web.base + "/inbox", timeout=10).text).group(1)
+        page = browser.get(link, timeout=10)
+        assert page.status_code == 200 and "Rina Wijaya" in page.text
+        # The same link without her session (copied, forwarded) opens nothing.
+        assert requests.get(link, timeout=10).status_code == 403
+        csrf = re.search(r'id="ack-form".*?name="csrf_token" value="([^"]+)"', page.text, re.S).group(1)
+        browser.post(link + "/ack", data={"csrf_token": csrf}, headers={"Origin": web.base}, timeout=10)
+    shown = cli_json("escalations", "show", str(escalation_id))
+    assert shown["status"] == "acknowledged" and shown["acknowledged_by"] == "Rina Wijaya"
+
+
+def test_an_item_id_past_the_databases_integers_is_404_not_500(clinics):
+    _add_staff("glow", "rina@glow.example", "Rina")
+    with serve_app() as web:
+        browser, token = _signed_in(web.base, "rina@glow.example")
+        for action in ("done", "escalate"):
+            response = browser.post(f"{web.base}/inbox/99999999999999999999999/{action}",
+                                    data={"csrf_token": token, "level": "urgent"}, timeout=10)
+            assert response.status_code == 404
+
+
+def test_a_password_of_spaces_is_refused(clinics):
+    result = run_cli("staff", "add", "--clinic", "glow", "--email", "x@glow.example", "--name", "X",
+                     "--password-stdin", input=" " * 12 + "\n")
+    assert result.exit_code == 1 and "too short" in result.stderr

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from aftercare import audit
 from aftercare.clinics import oncall_list
 from aftercare.config import get_settings
-from aftercare.escalation import RED_FLAG_SIGN
+from aftercare.escalation import RED_FLAG_SIGN, REVIEW_SIGN
 from aftercare.escalation.replies import danger_reply
 from aftercare.models import (
     Channel,
@@ -149,7 +149,7 @@ def _page_values(session: Session, escalation: Escalation, clinic: Clinic, reply
     return {"level": escalation.level.upper(), "first_name": escalation_who(session, escalation),
             "treatment": _treatments(session, escalation), "reply": reply, "code": escalation.code,
             "clinic_name": clinic.name, "clinic_phone": clinic.phone, "patient_phone": escalation.callback_phone or "",
-            "note": " ".join(_page_notes(escalation))}
+            "note": " ".join(_page_notes(session, escalation))}
 
 
 def _treatments(session: Session, escalation: Escalation) -> str:
@@ -168,12 +168,25 @@ def _ago(delta: timedelta) -> str:
     return f"{hours}h" if hours < 48 else f"{hours // 24}d"
 
 
-def _page_notes(escalation: Escalation) -> list[str]:
-    """What the clinician must know besides the words: outside the quote, so nobody reads it as the patient's."""
+def _page_notes(session: Session, escalation: Escalation) -> list[str]:
+    """The page's notes: the signs found, then what escalation_notes says."""
+    signs = [sign.replace("_", " ") for sign in escalation.signs if sign not in _NOT_SIGNS]
+    reply = danger_reply(session, escalation)
+    photos = [f"{reply.num_media} photo(s) sent: see the link."] if reply is not None and reply.num_media else []
+    return ([f"Signs: {', '.join(signs)}."] if signs else []) + photos + escalation_notes(escalation)
+
+
+# Markers in Escalation.signs that are not clinical signs: each has its own note.
+_NOT_SIGNS = frozenset({RED_FLAG_SIGN, REVIEW_SIGN})
+
+
+def escalation_notes(escalation: Escalation) -> list[str]:
+    """What the clinician must know besides the words (the page SMS and email, the escalation page): outside the
+    quote, so nobody reads it as the patient's."""
     notes = []
-    signs = [sign.replace("_", " ") for sign in escalation.signs if sign != RED_FLAG_SIGN]
-    if signs:
-        notes.append(f"Signs: {', '.join(signs)}.")
+    if REVIEW_SIGN in escalation.signs:
+        said = escalation.explanation or "escalated from the inbox"
+        notes.append(f"{said[:1].upper()}{said[1:]}.")
     if RED_FLAG_SIGN in escalation.signs:
         notes.append("They answered YES to the check-in's red-flag question.")
     if escalation.patient is None and escalation.patient_ids:

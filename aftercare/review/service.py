@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from aftercare import audit
 from aftercare.errors import AftercareError, NotFound
+from aftercare.escalation import REVIEW_SIGN
 from aftercare.escalation.service import open_escalation
 from aftercare.models import (
     Clinic,
@@ -115,7 +116,7 @@ def escalate_review_item(session: Session, item: ReviewItem, *, by: str, level: 
     enrollment = session.get(Enrollment, item.enrollment_id) if item.enrollment_id else None
     candidates = list(session.scalars(select(Patient).where(Patient.id.in_(item.patient_ids or []))))
     escalation = open_escalation(session, patient=item.patient, enrollment=enrollment, inbound=item.inbound,
-                                 level=level, signs=["escalated_from_review"],
+                                 level=level, signs=[REVIEW_SIGN],
                                  explanation=f"escalated from the review inbox by {by}", clinic_id=item.clinic_id,
                                  candidates=candidates, now=now)
     item.status, item.done_at, item.done_by = ReviewStatus.ESCALATED, now, by

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -80,12 +80,27 @@ def validate_request(clinic: Clinic, *, first_name: str, phone: str, email: str 
     check_timezone(timezone)
     if treated_at.tzinfo is None:
         raise InputError("treatment time has no UTC offset")
+    check_treatment_time(treated_at, utcnow())
     return EnrollmentRequest(
         first_name=check_name(first_name, field="first name", max_length=100),
         phone=normalize_phone(phone, region=phone_region(clinic.phone)),
         email=normalize_email(email), timezone=timezone, language=language, treatment=treatment,
         treated_at=treated_at, sms_consent=sms_consent, email_consent=email_consent,
     )
+
+
+# A treatment time outside these bounds is a typo (a year slipped), not a session: enrolling it would send nothing
+# today (every step stale) or nothing for months, with nobody told.
+MAX_AHEAD = timedelta(days=30)
+MAX_AGO = timedelta(days=365)
+
+
+def check_treatment_time(treated_at: datetime, now: datetime) -> None:
+    """InputError when the treatment is more than 30 days ahead or more than a year ago."""
+    if treated_at > now + MAX_AHEAD:
+        raise InputError("treatment time is more than 30 days ahead; check the date (a typo in the year?)")
+    if treated_at < now - MAX_AGO:
+        raise InputError("treatment time is more than a year ago; check the date (a typo in the year?)")
 
 
 def enroll(session: Session, *, clinic_slug: str, first_name: str, phone: str, email: str | None = None,

@@ -48,7 +48,7 @@ def normalize_staff_email(raw: str | None) -> str:
 
 def check_password(password: str) -> str:
     """The password as given, if it is long enough and not absurdly long; InputError otherwise."""
-    if len(password) < MIN_PASSWORD:
+    if len(password.strip()) < MIN_PASSWORD:
         raise InputError(f"the password is too short: use at least {MIN_PASSWORD} characters")
     if len(password) > MAX_PASSWORD:
         raise InputError(f"the password is too long: at most {MAX_PASSWORD} characters")
@@ -62,9 +62,9 @@ def hash_password(password: str) -> str:
 
 
 def session_version(staff: StaffAccount) -> str:
-    """A short fingerprint a signed-in session carries: a new password changes it, which signs out every other
-    session of that account (deactivation is checked on its own: `StaffAccount.active`)."""
-    return hashlib.sha256((staff.password_hash or "").encode()).hexdigest()[:16]
+    """A short fingerprint a signed-in session carries: a new password or signing out changes it, which ends every
+    session of that account (a copied cookie included); deactivation is checked on its own (`active`)."""
+    return hashlib.sha256(f"{staff.password_hash or ''}:{staff.session_epoch or 0}".encode()).hexdigest()[:16]
 
 
 def add_staff(session: Session, *, clinic_slug: str, email: str, name: str, password: str | None,

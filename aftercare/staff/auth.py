@@ -109,6 +109,11 @@ def no_store(response: Any) -> Response:
     return response
 
 
+def signed_in_account(db: Any) -> StaffAccount | None:
+    """The web account signed in in this request's session (see _signed_in), or None."""
+    return _signed_in(db)
+
+
 def _signed_in(db: Any) -> StaffAccount | None:
     """The signed-in, still active account whose password has not changed since, or None."""
     staff_id, version = session.get("staff"), session.get("v")
@@ -176,6 +181,10 @@ def signin_post() -> Response:
 @blueprint.post("/signout")
 def signout() -> Response:
     check_csrf()
+    with session_scope() as db:
+        account = _signed_in(db)
+        if account is not None:  # a cookie is kept by the browser (or copied): make every earlier one stale
+            account.session_epoch = (account.session_epoch or 0) + 1
     session.clear()
     flash("You are signed out.", "status")
     return no_store(redirect(url_for("staff.signin"), code=303))

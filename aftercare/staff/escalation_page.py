@@ -22,6 +22,7 @@ from aftercare.errors import AftercareError
 from aftercare.escalation.service import acknowledge, resolve
 from aftercare.models import Escalation, EscalationStatus, OnCallStaff
 from aftercare.staff import blueprint
+from aftercare.staff.auth import signed_in_account
 from aftercare.staff.escalation_view import page_view
 from aftercare.staff.links import EscalationLink, read_escalation_token
 from aftercare.staff.signing import InvalidToken, sign, unsign
@@ -76,7 +77,8 @@ def _act(token: str, action: str) -> Response:
         drawn_for = _form_status(token, action, request.form.get("csrf_token", ""))
         if drawn_for is None:
             return _forbidden()
-        if drawn_for != escalation.status:
+        # Acknowledge only what was open when the page was drawn; Resolve also after a colleague acknowledged.
+        if escalation.status not in ACTIONS[action] or drawn_for not in ACTIONS[action]:
             return _changed(token, escalation)
         try:
             if action == "ack":
@@ -103,6 +105,11 @@ def _open_link(session: Session, token: str, *, lock: bool = False) -> tuple[Esc
     escalation = session.scalar(query.with_for_update(of=Escalation) if lock else query)
     if escalation is None:
         return None
+    if link.account_id is not None:  # drawn in the inbox: only in that account's own session, as that person
+        account = signed_in_account(session)
+        if account is None or account.id != link.account_id or account.clinic_id != escalation.clinic_id:
+            return None
+        return escalation, account.name
     if link.staff_id is None:
         return escalation, CLINIC_PHONE_ACTOR
     person = session.get(OnCallStaff, link.staff_id)

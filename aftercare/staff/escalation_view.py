@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from aftercare.escalation import RED_FLAG_SIGN
+from aftercare.escalation import RED_FLAG_SIGN, REVIEW_SIGN
+from aftercare.escalation.paging import escalation_notes
 from aftercare.escalation.replies import escalation_replies
 from aftercare.models import (
     Clinic,
@@ -59,7 +60,8 @@ def page_view(session: Session, escalation: Escalation, *, now: datetime | None 
         "checkin": _last_checkin(session, escalation, replies, clock),
         "replies": [{"body": r.body, "when": clock.show(r.received_at), "photos": photos.get(r.id, []),
                      "num_media": r.num_media} for r in replies],
-        "signs": _sign_labels(escalation.signs), "explanation": escalation.explanation,
+        "signs": _sign_labels([s for s in escalation.signs if s != REVIEW_SIGN]),
+        "explanation": escalation.explanation, "notes": escalation_notes(escalation),
         "pages": _pages(session, escalation, clock),
         "timeline": _timeline(session, escalation, clock),
         "acknowledged": _done(clock, escalation.acknowledged_at, escalation.acknowledged_by),

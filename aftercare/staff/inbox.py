@@ -75,9 +75,12 @@ def inbox_escalate(item_id: int) -> Response:
     return redirect(url_for("staff.inbox"), code=303)
 
 
+_MAX_ID = 2**31 - 1  # an id past the database's integer is nobody's item, not an error
+
+
 def _own_item(item_id: int) -> ReviewItem:
     """The review item if it is the signed-in clinic's; 404 for an unknown id and for another clinic's alike."""
-    item = g.db.get(ReviewItem, item_id)
+    item = g.db.get(ReviewItem, item_id) if 0 < item_id <= _MAX_ID else None
     if item is None or item.clinic_id != g.clinic.id:
         abort(404)
     return item
@@ -125,14 +128,12 @@ def _photo_urls(session: Session, inbound_ids: list[int]) -> dict[int, list[str]
     return photo_urls(session, inbound_ids) if inbound_ids else {}
 
 
-def _escalation_link(escalation_id: int) -> str | None:
-    """The escalation's signed page link. The link's staff id names an on-call clinician (who was paged); a web
-    account is not one, so the inbox's link names nobody."""
-    try:
-        from aftercare.staff.links import escalation_link
-    except ImportError:  # the escalation page is issue 9's W1 part: without it there is nothing to link to
-        return None
-    return escalation_link(escalation_id, None, get_settings())
+def _escalation_link(escalation_id: int) -> str:
+    """The escalation's page for the signed-in staff member: it opens only in their session, and what they do
+    there is in the audit log under their name."""
+    from aftercare.staff.links import escalation_link
+
+    return escalation_link(escalation_id, None, get_settings(), account_id=g.staff.id)
 
 
 def _aware(value: datetime) -> datetime:

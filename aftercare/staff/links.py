@@ -18,17 +18,24 @@ PURPOSE = "escalation"
 class EscalationLink:
     escalation_id: int
     staff_id: int | None  # the on-call person paged; None for the clinic's own phone
+    # A link drawn in the inbox for a signed-in web account: good only in that account's own signed-in session.
+    account_id: int | None = None
 
 
-def escalation_token(escalation_id: int, staff_id: int | None, settings: Settings | None = None) -> str:
-    """The signed token for `escalation_id`, sent to `staff_id` (an OnCallStaff id, or None)."""
-    return sign(PURPOSE, {"e": escalation_id, "s": staff_id}, settings=settings)
+def escalation_token(escalation_id: int, staff_id: int | None, settings: Settings | None = None, *,
+                     account_id: int | None = None) -> str:
+    """The signed token for `escalation_id`, sent to `staff_id` (an OnCallStaff id, or None), or shown in the
+    inbox to the web account `account_id`."""
+    payload = {"e": escalation_id, "s": staff_id, **({"w": account_id} if account_id else {})}
+    return sign(PURPOSE, payload, settings=settings)
 
 
-def escalation_link(escalation_id: int, staff_id: int | None, settings: Settings | None = None) -> str:
+def escalation_link(escalation_id: int, staff_id: int | None, settings: Settings | None = None, *,
+                    account_id: int | None = None) -> str:
     """The absolute URL of the escalation page: AFTERCARE_PUBLIC_URL + /e/<token>."""
     settings = settings or get_settings()
-    return f"{settings.public_url.rstrip('/')}/e/{escalation_token(escalation_id, staff_id, settings)}"
+    token = escalation_token(escalation_id, staff_id, settings, account_id=account_id)
+    return f"{settings.public_url.rstrip('/')}/e/{token}"
 
 
 def read_escalation_token(token: str, settings: Settings | None = None) -> EscalationLink:
@@ -38,10 +45,10 @@ def read_escalation_token(token: str, settings: Settings | None = None) -> Escal
     payload = unsign(PURPOSE, token, max_age_seconds=settings.page_link_hours * 3600, settings=settings)
     if not isinstance(payload, dict):
         raise InvalidToken("invalid escalation link")
-    escalation_id, staff_id = payload.get("e"), payload.get("s")
-    if not _is_id(escalation_id) or not (staff_id is None or _is_id(staff_id)):
+    escalation_id, staff_id, account_id = payload.get("e"), payload.get("s"), payload.get("w")
+    if not _is_id(escalation_id) or not all(v is None or _is_id(v) for v in (staff_id, account_id)):
         raise InvalidToken("invalid escalation link")
-    return EscalationLink(escalation_id, staff_id)
+    return EscalationLink(escalation_id, staff_id, account_id)
 
 
 def _is_id(value: object) -> bool:
