@@ -155,6 +155,8 @@ class Patient(Base):
     sms_opted_out_at: Mapped[datetime | None]
     sms_opt_out_source: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Erased on request (`patient forget`): personal data removed, the row and the audit skeleton kept.
+    forgotten_at: Mapped[datetime | None]
 
     clinic: Mapped[Clinic] = relationship(lazy="joined")
 
@@ -447,6 +449,16 @@ class IdempotencyRecord(Base):
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Heartbeat(Base):
+    """The last time a periodic process did its work (the beat's dispatcher tick): /healthz reads it."""
+
+    __tablename__ = "heartbeats"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)  # e.g. "tick"
+    at: Mapped[datetime]
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class AuditEntry(Base):
