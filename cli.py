@@ -220,22 +220,107 @@ def patient() -> None:
     """Patients."""
 
 
-@patient.command("show")
-@click.argument("patient_id", type=int)
+@patient.command("list")
+@click.option("--clinic", "clinic_slug", help="Only this clinic's patients")
+@click.option("--search", help="A first-name substring, or digits of the phone number")
 @json_option
-def patient_show(patient_id: int, as_json: bool) -> None:
-    """A patient's timeline: what was sent when, on which channel, with which outcome, and their replies."""
-    from aftercare.views import patient_timeline
+def patient_list(clinic_slug: str | None, search: str | None, as_json: bool) -> None:
+    """Find patients by first name or phone digits."""
+    from aftercare.patients import list_patients, patient_view
 
     with session_scope() as session:
-        data = patient_timeline(session, patient_id)
+        rows = [patient_view(p) for p in list_patients(session, clinic_slug=clinic_slug, search=search)]
+    emit(rows, as_json=as_json, columns=["id", "clinic", "first_name", "phone", "email", "language", "sms",
+                                         "forgotten_at"], title="patients")
+
+
+@patient.command("show")
+@click.argument("ref", metavar="ID|PHONE")
+@json_option
+def patient_show(ref: str, as_json: bool) -> None:
+    """A patient's timeline: what was sent when, on which channel, with which outcome, and their replies. A value
+    starting with + is a phone number: every patient on it is shown (a family phone carries several)."""
+    from aftercare.patients import show
+
+    with session_scope() as session:
+        data = show(session, ref)
     if as_json:
         print_json(data)
         return
-    emit(data["patient"], as_json=False, title=f"patient {patient_id}")
-    emit(data["enrollments"], as_json=False, columns=["id", "treatment", "treated_at", "status"], title="enrollments")
-    emit(data["timeline"], as_json=False, columns=["at", "direction", "step", "channel", "status", "reason", "level"],
-         title="timeline")
+    for one in data.get("patients", [data]):
+        emit(one["patient"], as_json=False, title=f"patient {one['patient']['id']}")
+        emit(one["enrollments"], as_json=False, columns=["id", "treatment", "treated_at", "status"],
+             title="enrollments")
+        emit(one["timeline"], as_json=False, columns=["at", "direction", "step", "channel", "status", "reason",
+                                                      "level"], title="timeline")
+
+
+def _patient_id(value: str) -> int:
+    from aftercare.errors import InputError, NotFound
+
+    if not value.strip().isdigit():
+        raise InputError("expected a patient id (a number)")
+    number = int(value)
+    if number > 2**31 - 1:
+        raise NotFound(f"unknown patient {number}")
+    return number
+
+
+@patient.command("update")
+@click.argument("patient_id", metavar="ID")
+@click.option("--first-name")
+@click.option("--phone")
+@click.option("--email", help="An empty value removes the email")
+@click.option("--language", help="en or id")
+@click.option("--timezone", help="IANA name, e.g. Asia/Jakarta")
+@json_option
+def patient_update(patient_id: str, as_json: bool, **fields) -> None:
+    """Correct a patient's details, checked as at enrollment (audited: which fields changed)."""
+    from aftercare.patients import patient_view, update_patient
+
+    with session_scope() as session:
+        patient, changed = update_patient(session, _patient_id(patient_id), **fields)
+        data = {**patient_view(patient), "changed": changed}
+    emit(data, as_json=as_json, title=f"patient {data['id']} " + ("updated" if changed else "(nothing changed)"))
+
+
+_ON_OFF = click.Choice(["on", "off"], case_sensitive=False)
+
+
+@patient.command("consent")
+@click.argument("patient_id", metavar="ID")
+@click.option("--sms", type=_ON_OFF, help="on also lifts an SMS opt-out (STOP)")
+@click.option("--email", type=_ON_OFF)
+@click.option("--by", "by", required=True, help="Who recorded the patient's answer")
+@json_option
+def patient_consent(patient_id: str, sms: str | None, email: str | None, by: str, as_json: bool) -> None:
+    """Record the patient's consent to SMS and email (audited); applies to every message not yet sent."""
+    from aftercare.contact import check_name
+    from aftercare.patients import patient_view, set_consent
+
+    def flag(value: str | None) -> bool | None:
+        return None if value is None else value.lower() == "on"
+
+    with session_scope() as session:
+        patient, changed = set_consent(session, _patient_id(patient_id), sms=flag(sms), email=flag(email),
+                                       by=check_name(by, field="--by", max_length=200))
+        data = {**patient_view(patient), "changed": changed}
+    emit(data, as_json=as_json, title=f"patient {data['id']} consent " + ("recorded" if changed else "unchanged"))
+
+
+@patient.command("forget")
+@click.argument("patient_id", metavar="ID")
+@click.option("--by", "by", required=True, help="Who carried out the erasure request")
+@json_option
+def patient_forget(patient_id: str, by: str, as_json: bool) -> None:
+    """Erase a patient's personal data on request: name, phone, email, their words and photos; future messages
+    cancelled; the audit log keeps what was done, without personal data."""
+    from aftercare.contact import check_name
+    from aftercare.patients import forget
+
+    with session_scope() as session:
+        data = forget(session, _patient_id(patient_id), by=check_name(by, field="--by", max_length=200))
+    emit(data, as_json=as_json, title=f"patient {data['patient_id']} forgotten")
 
 
 # --- delivery ---------------------------------------------------------------------------------------------

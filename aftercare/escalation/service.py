@@ -139,7 +139,7 @@ def resolve(session: Session, escalation: Escalation, *, by: str, note: str, via
     escalation.status = EscalationStatus.RESOLVED
     escalation.resolved_at, escalation.resolved_by, escalation.resolution_note = now, by, note.strip()
     audit.record(session, actor=by, action="escalation.resolved", subject_type="escalation",
-                 subject_id=escalation.id, note=note.strip(), via=via)
+                 subject_id=escalation.id, via=via)  # not the note: it may quote the patient (kept on the row)
     return escalation
 
 

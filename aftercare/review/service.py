@@ -102,8 +102,9 @@ def mark_done(session: Session, item: ReviewItem, *, by: str, note: str | None =
         raise AftercareError(f"review item {item.id} is already {item.status}")
     item.status, item.done_at, item.done_by = ReviewStatus.DONE, now or utcnow(), by
     item.note = (note or "").strip() or None
+    # Whether there is a note, not the note: staff write what the patient said, and the audit log is never erased.
     audit.record(session, actor=by, action="review.done", subject_type="review", subject_id=item.id,
-                 note=item.note)
+                 noted=item.note is not None)
     return item
 
 
