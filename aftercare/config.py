@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(8000, ge=1, le=65535)
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per log line")
+
+    # What /healthz calls unhealthy (issue 10).
+    health_tick_seconds: float = Field(120.0, gt=0, description="Longest time without a dispatcher tick")
+    health_max_lag_seconds: float = Field(300.0, gt=0, description="Longest a due message may wait")
 
     @model_validator(mode="after")
     def _provider_settings_present(self) -> Settings:

@@ -60,7 +60,7 @@ def _queue_round(session: Session, escalation: Escalation, person: OnCallStaff |
         step=f"page-{escalation.id}-{escalation.page_round}-{escalation.level}-{now:%Y%m%dT%H%M%S%f}",
         enrollment_id=escalation.enrollment_id, escalation_id=escalation.id)
     escalation.next_page_at = now + repage_interval(escalation.level, get_settings())
-    audit.record(session, actor="dispatcher", action="escalation.paged", subject_type="escalation",
+    audit.record(session, actor="dispatcher", action="escalation.page_queued", subject_type="escalation",
                  subject_id=escalation.id, round=escalation.page_round, staff_id=person.id if person else None,
                  channels=channels)
 

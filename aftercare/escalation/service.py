@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aftercare import audit
+from aftercare import audit, metrics
 from aftercare.config import Settings
 from aftercare.errors import AftercareError, NotFound
 from aftercare.escalation.paging import queue_pages
@@ -122,6 +122,7 @@ def acknowledge(session: Session, escalation: Escalation, *, by: str, via: str =
     escalation.acknowledged_at = now or utcnow()
     escalation.acknowledged_by = by
     escalation.next_page_at = None
+    metrics.observe_acknowledged(session, escalation)
     audit.record(session, actor=by, action="escalation.acknowledged", subject_type="escalation",
                  subject_id=escalation.id, via=via)
     return escalation

@@ -1,4 +1,4 @@
-"""The web app Twilio talks to: inbound SMS, delivery status callbacks, and a health check.
+"""The web app Twilio talks to: inbound SMS, delivery status callbacks; and /healthz and /metrics for operators.
 
 Flask, as in Twilio's own examples: the app is three small form-encoded endpoints and needs no more.
 Every Twilio request must carry a valid X-Twilio-Signature computed over our public URL: HMAC-SHA1 with the
@@ -10,10 +10,10 @@ else gets 403 and changes nothing. The webhook paths answer with or without a tr
 from __future__ import annotations
 
 import logging
+import time
 from xml.sax.saxutils import escape
 
-from flask import Flask, Response, abort, request
-from sqlalchemy import text
+from flask import Flask, Response, abort, g, request
 from twilio.request_validator import (
     SIGNATURE_HEADER,
     SIGNATURE_SETTINGS_HEADER,
@@ -24,9 +24,11 @@ from werkzeug.exceptions import HTTPException
 
 from aftercare.config import Settings, get_settings
 from aftercare.db import session_scope
+from aftercare.health import check_health
 from aftercare.inbound.handling import handle_inbound_sms
 from aftercare.inbound.media import media_from_params, queue_fetch
 from aftercare.inbound.status import apply_status
+from aftercare.metrics import count_triage, exposition, observe_webhook
 
 log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 64 * 1024
@@ -63,6 +65,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             outcome = handle_inbound_sms(session, sid=sid, from_number=sender, to_number=params.get("To"), body=body,
                                          num_media=int(num_media), media=media,
                                          messaging_service_sid=params.get("MessagingServiceSid") or None)
+        if not outcome.duplicate:
+            count_triage(outcome.level)
         if media and not outcome.duplicate:
             queue_fetch(sid)  # committed: a worker fetches the photos while Twilio already has our answer
         return _twiml(outcome.answers)
@@ -79,10 +83,25 @@ def create_app(settings: Settings | None = None) -> Flask:
         return Response(status=204)
 
     @app.get("/healthz")
-    def healthz() -> dict:
-        with session_scope() as session:
-            session.execute(text("SELECT 1"))
-        return {"status": "ok"}
+    def healthz() -> tuple[dict, int]:
+        report = check_health(settings=settings)
+        return report.as_dict(), 503 if report.failed else 200
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        body, content_type = exposition()
+        return Response(body, content_type=content_type)
+
+    @app.before_request
+    def start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def time_webhook(response: Response) -> Response:
+        if request.path.startswith("/twilio/") and "started" in g:
+            endpoint = request.url_rule.rule if request.url_rule else "unknown"
+            observe_webhook(endpoint, time.perf_counter() - g.started)
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:

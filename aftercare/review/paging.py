@@ -43,7 +43,7 @@ def _page(session: Session, item: ReviewItem, now: datetime) -> None:
     channels = write_page(session, clinic, person=person, template="page.review", values=_values(item, clinic, now),
                           now=now, step=f"review-{item.id}", review_item_id=item.id)
     item.paged_at = now
-    audit.record(session, actor="dispatcher", action="review.paged", subject_type="review", subject_id=item.id,
+    audit.record(session, actor="dispatcher", action="review.page_queued", subject_type="review", subject_id=item.id,
                  staff_id=person.id if person else None, channels=channels)
 
 
@@ -61,7 +61,7 @@ def repage_after_failure(session: Session, failed: ScheduledMessage, *, now: dat
         return
     channels = write_page(session, clinic, person=person, template="page.review", values=values, now=now,
                           step=f"review-{item.id}-{person.id if person else 'clinic'}", review_item_id=item.id)
-    audit.record(session, actor="dispatcher", action="review.paged", subject_type="review", subject_id=item.id,
+    audit.record(session, actor="dispatcher", action="review.page_queued", subject_type="review", subject_id=item.id,
                  staff_id=person.id if person else None, channels=channels, after_failure=failed.id)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
+from aftercare import audit, metrics
 from aftercare.channels import get_channel
 from aftercare.channels.base import TIMEOUT_CODE, DeliveryError, OutgoingMessage
 from aftercare.channels.ratelimit import get_rate_limiter, sender_key
@@ -25,6 +26,7 @@ from aftercare.config import Settings, get_settings
 from aftercare.db import get_engine, session_factory
 from aftercare.inbound.status import apply_pending_statuses
 from aftercare.models import (
+    AuditEntry,
     Channel,
     Enrollment,
     EnrollmentStatus,
@@ -70,6 +72,7 @@ def deliver_batch(ids: list[int], token: str, *, settings: Settings | None = Non
         held = _enrollments_under_escalation(session, {r.enrollment_id: r.enrollment.patient_id for r in rows
                                                        if r.enrollment is not None})
         settled = _settled_pages(session, rows)
+        pages = {row.id for row in rows if row.kind == MessageKind.PAGE}
         decisions = [(row.id, decide(row, held=held, settings=settings, now=now) if row.id not in settled
                       else Decision(status=MessageStatus.CANCELLED, reason="settled")) for row in rows]
     counts: Counter = Counter()
@@ -81,10 +84,39 @@ def deliver_batch(ids: list[int], token: str, *, settings: Settings | None = Non
                 counts[str(d.status)] += 1
     _email_the_opted_out([row_id for row_id, d in decisions if d.reason == "opted_out"], now)
     chunks = [to_send[i::settings.send_threads] for i in range(min(settings.send_threads, len(to_send)))]
-    for chunk_counts in _executor(settings).map(lambda chunk: _send_chunk(chunk, token, settings), chunks):
+    for chunk_counts in _executor(settings).map(lambda chunk: _send_chunk(chunk, token, settings, pages), chunks):
         counts.update(chunk_counts)
-    log.info("batch of %d handled: %s", len(ids), dict(counts))
+    metrics.count_deliveries(counts)
+    log.debug("batch of %d handled: %s", len(ids), dict(counts))
     return counts
+
+
+def _record_page_sent(row_id: int) -> None:
+    """Audit a page the provider has just accepted ("escalation.paged", "review.paged"): the log says a clinician
+    was paged once the page has left, not when it was queued ("*.page_queued"). The first page sent for an
+    escalation also times reply-to-page for /metrics."""
+    with session_factory()() as session:
+        row = session.get(M, row_id)
+        if row.escalation_id is not None:
+            # Locked: the SMS and the email of one round, sent by two threads, agree on which was first.
+            level, opened_at = session.execute(select(Escalation.level, Escalation.opened_at).where(
+                Escalation.id == row.escalation_id).with_for_update()).one()
+            if not _paged_before(session, row.escalation_id):
+                metrics.observe_reply_to_page(level, (row.sent_at or utcnow()) - opened_at)
+            subject_type, subject_id = "escalation", row.escalation_id
+        elif row.review_item_id is not None:
+            subject_type, subject_id = "review", row.review_item_id
+        else:
+            return
+        audit.record(session, actor="dispatcher", action=f"{subject_type}.paged", subject_type=subject_type,
+                     subject_id=subject_id, message_id=row.id, channel=row.channel, staff_id=row.staff_id)
+        session.commit()
+
+
+def _paged_before(session: Session, escalation_id: int) -> bool:
+    return session.scalar(select(AuditEntry.id).where(
+        AuditEntry.subject_type == "escalation", AuditEntry.subject_id == escalation_id,
+        AuditEntry.action == "escalation.paged").limit(1)) is not None
 
 
 def _email_the_opted_out(row_ids: list[int], now: datetime) -> None:
@@ -105,8 +137,9 @@ def renew_lease(session: Session, ids: list[int], token: str, *, until: datetime
     return list(renewed)
 
 
-def _send_chunk(items: list[tuple[int, OutgoingMessage]], token: str, settings: Settings) -> Counter:
-    """One thread's share of a batch, sent in order over one database connection held for the chunk.
+def _send_chunk(items: list[tuple[int, OutgoingMessage]], token: str, settings: Settings, pages: set[int]) -> Counter:
+    """One thread's share of a batch, sent in order over one database connection held for the chunk; each of
+    `pages` (row ids) the provider accepted is audited at once.
     A chunk slowed down (rate limit, provider latency) past half its lease renews each row before sending it,
     so an expired lease can never let a second worker send the same row."""
     lease = timedelta(seconds=settings.claim_lease_seconds)
@@ -117,7 +150,13 @@ def _send_chunk(items: list[tuple[int, OutgoingMessage]], token: str, settings: 
             if utcnow() > renew_after and not writer.write(row_id, token, {"claimed_until": utcnow() + lease}):
                 counts["lost_claim"] += 1
                 continue
-            counts[send_one(row_id, message, token=token, settings=settings, writer=writer)] += 1
+            outcome = send_one(row_id, message, token=token, settings=settings, writer=writer)
+            counts[outcome] += 1
+            if outcome == "sent" and row_id in pages:
+                try:
+                    _record_page_sent(row_id)
+                except Exception:  # the page has left; the rest of the chunk must still go
+                    log.exception("auditing page %s failed", row_id)
     return counts
 
 

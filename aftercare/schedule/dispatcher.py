@@ -92,5 +92,13 @@ def in_flight(session: Session, *, now: datetime | None = None) -> int:
                                                                     M.claimed_until >= now))
 
 
+def oldest_due_at(session: Session, *, now: datetime | None = None) -> datetime | None:
+    """When the longest-waiting message the dispatcher would claim now fell due (UTC); None when nothing is due.
+    The same filter as the claim, so reminders held by a pause or an open escalation do not count as lag."""
+    now = now or utcnow()
+    return session.scalar(select(func.min(M.due_at)).where(M.status == MessageStatus.SCHEDULED, M.due_at <= now,
+                                                           _reminders_may_go()))
+
+
 def batches(ids: list[int], size: int) -> list[list[int]]:
     return [ids[i:i + size] for i in range(0, len(ids), size)]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from aftercare.config import Settings, get_settings
 from aftercare.db import session_factory
+from aftercare.health import TICK, record_heartbeat
 from aftercare.schedule.delivery import deliver_batch
 from aftercare.schedule.dispatcher import Claim, batches, claim_due_messages, in_flight
 
@@ -35,7 +36,17 @@ def tick(enqueue: Enqueue, *, settings: Settings | None = None) -> dict[str, int
     for batch in batches(reminders.ids, settings.dispatch_batch_size):
         enqueue(batch, reminders.token)
     _sweep_media(settings)  # last: pages and reminders never wait behind a photo download
-    return {"claimed": len(pages.ids) + len(reminders.ids), "paged": paged}
+    result = {"claimed": len(pages.ids) + len(reminders.ids), "paged": paged}
+    _heartbeat({**result, "pages": len(pages.ids), "reminders": len(reminders.ids)})
+    log.debug("tick: %s", result)
+    return result
+
+
+def _heartbeat(details: dict[str, int]) -> None:
+    """The tick finished: /healthz reads this row to tell a running beat from a stopped one."""
+    with session_factory()() as session:
+        record_heartbeat(session, TICK, details=details)
+        session.commit()
 
 
 def dispatch_once(*, settings: Settings | None = None) -> dict[str, int]:
