@@ -6,10 +6,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from platformdirs import user_data_dir
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_HOME = Path("var")
+
+def default_home() -> Path:
+    """The per-user data folder, the same whatever the current directory: `$XDG_DATA_HOME/aftercare`, else
+    `~/.local/share/aftercare` on Linux (platformdirs; the platform's own place on macOS and Windows)."""
+    return Path(user_data_dir("aftercare", appauthor=False))
 
 
 class ConfigError(Exception):
@@ -19,7 +24,8 @@ class ConfigError(Exception):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AFTERCARE_", extra="ignore")
 
-    home: Path = Field(DEFAULT_HOME, description="Folder for the embedded SQLite file and broker")
+    home: Path = Field(default_factory=default_home, description="Folder for the embedded SQLite file, broker, "
+                                                                   "outbox and photos (AFTERCARE_HOME)")
     database_url: str = ""
     broker_url: str = ""
     public_url: str = "http://127.0.0.1:8000"

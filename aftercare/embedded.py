@@ -21,40 +21,60 @@ DEMO_CLINIC = "demo-clinic"
 
 
 def run_embedded(*, demo: bool) -> None:
+    """Web in this process, a Celery worker with beat embedded in a child process; both stop on Ctrl+C or SIGTERM.
+
+    The port is taken first, so "already in use" is one line (AftercareError) before anything else starts."""
+    from aftercare.inbound.server import make_server
+
     settings = get_settings()
     console = Console()
+    server = make_server(host=settings.web_host, port=settings.web_port)
     get_engine()
     upgrade(settings.effective_database_url)
     if demo:
         seed_demo()
     worker = start_worker(settings)
     _banner(console, settings, demo)
+    # SIGTERM (docker stop, systemd, kill) takes the same way out as Ctrl+C: waitress returns, the worker is stopped.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        serve_web(settings)
+        server.run()
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         console.print("stopping worker and beat ...")
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_worker(worker)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def start_worker(settings: Settings) -> subprocess.Popen:
-    """A Celery worker with beat embedded, on the same broker (filesystem by default, no Redis needed)."""
-    command = [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "-B", "--pool", "threads",
+    """A Celery worker with beat embedded, on the same broker (filesystem by default, no Redis needed).
+
+    It starts in this process's directory, so relative AFTERCARE_* paths mean the same to both, and in its own
+    session, so one Ctrl+C is handled once, here, and reaches beat's process as well (stop_worker)."""
+    command = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-B", "--pool", "threads",
                "--concurrency", "4", "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip",
                "--without-mingle"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.Popen(command, cwd=str(ROOT), env=env)
+    return subprocess.Popen(command, env=env, start_new_session=True)
 
 
-def serve_web(settings: Settings) -> None:
-    from aftercare.inbound.server import serve
-
-    serve(host=settings.web_host, port=settings.web_port)
+def stop_worker(worker: subprocess.Popen, *, timeout: float = 15) -> None:
+    """Warm shutdown of the worker and its beat process (SIGTERM to its process group); SIGKILL after timeout s."""
+    if worker.poll() is not None:
+        return
+    try:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=5)
+    except ProcessLookupError:
+        pass
 
 
 def seed_demo() -> None:
