@@ -6,6 +6,7 @@ import sys
 from datetime import datetime
 
 import click
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from aftercare.config import ConfigError
 from aftercare.errors import AftercareError
@@ -24,6 +25,36 @@ class AftercareGroup(click.Group):
         except UnicodeEncodeError:
             click.echo("error: the input is not valid UTF-8", err=True)
             sys.exit(1)
+        except (OperationalError, ProgrammingError) as exc:
+            problem = _database_problem(exc)
+            if problem is None:
+                raise
+            click.echo(f"error: {problem}", err=True)
+            sys.exit(1)
+
+
+def _database_problem(exc: OperationalError | ProgrammingError) -> str | None:
+    """One line for a database that has no schema yet or cannot be reached; None for anything else (a real bug
+    keeps its traceback). The URL is shown without its password."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    reason = text.splitlines()[0] if text else ""
+    kind = type(orig).__name__
+    if kind == "UndefinedTable" or reason.startswith("no such table"):
+        return "database not initialised: run aftercare db upgrade"
+    if kind == "UndefinedColumn" or reason.startswith("no such column"):
+        return "database schema is out of date: run aftercare db upgrade"
+    if isinstance(exc, OperationalError) and (exc.statement is None or exc.connection_invalidated):
+        from sqlalchemy.engine import make_url
+
+        from aftercare.config import get_settings
+
+        url = make_url(get_settings().effective_database_url)
+        if url.password:
+            reason = reason.replace(str(url.password), "***")
+        shown = url.render_as_string(hide_password=True)
+        return f"cannot reach the database {shown} (AFTERCARE_DATABASE_URL): {reason}"
+    return None
 
 
 def session_scope():
@@ -36,6 +67,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 
 
 @click.group(cls=AftercareGroup)
+@click.version_option(package_name="aftercare", prog_name="aftercare", message="%(prog)s %(version)s")
 def main() -> None:
     """Aftercare: post-treatment aftercare reminders and safety triage for aesthetic clinics."""
 
@@ -48,15 +80,21 @@ def db() -> None:
 
 @db.command("upgrade")
 @click.option("--revision", default="head", show_default=True)
-def db_upgrade(revision: str) -> None:
+@json_option
+def db_upgrade(revision: str, as_json: bool) -> None:
     """Apply the migrations (SQLite or PostgreSQL, from AFTERCARE_DATABASE_URL)."""
     from aftercare.config import get_settings
     from aftercare.db import get_engine
-    from aftercare.migrate import upgrade
+    from aftercare.migrate import current_revision, upgrade
 
-    get_engine()  # creates the embedded database folder when needed
+    engine = get_engine()  # creates the embedded database folder when needed
+    before = current_revision(engine)
     upgrade(get_settings().effective_database_url, revision)
-    click.echo(f"database at {revision}")
+    after = current_revision(engine)
+    if as_json:
+        print_json({"revision": after, "upgraded": after != before})
+    else:
+        click.echo(f"database at {revision} ({after})" if after != before else f"database already at {after}")
 
 
 # --- clinics and on-call ----------------------------------------------------------------------------------
@@ -141,7 +179,7 @@ def oncall_list(clinic_slug: str, as_json: bool) -> None:
 @click.option("--phone", required=True)
 @click.option("--email")
 @click.option("--timezone", help="IANA name; default: the clinic's")
-@click.option("--language", type=click.Choice(["en", "id"]), default="en", show_default=True)
+@click.option("--language", type=click.Choice(["en", "id"], case_sensitive=False), default="en", show_default=True)
 @click.option("--treatment", required=True, help="See `aftercare protocols list`")
 @click.option("--treated-at", required=True, help="ISO 8601 with offset, e.g. 2026-11-25T14:30:00+07:00")
 @click.option("--sms-consent/--no-sms-consent", default=None,
@@ -383,7 +421,7 @@ def _last_day(protocol) -> int:
 
 @protocols.command("show")
 @click.argument("key")
-@click.option("--language", type=click.Choice(["en", "id"]), default="en", show_default=True)
+@click.option("--language", type=click.Choice(["en", "id"], case_sensitive=False), default="en", show_default=True)
 @json_option
 def protocols_show(key: str, language: str, as_json: bool) -> None:
     from aftercare.errors import InputError
@@ -414,19 +452,31 @@ def _describe_when(when) -> str:
 
 
 @protocols.command("validate")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("paths", metavar="PATH...", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @json_option
-def protocols_validate(path: str, as_json: bool) -> None:
-    """Check a protocol file; errors name the file, the step and the field."""
-    from aftercare.errors import InputError
-    from aftercare.protocols import ProtocolError, load_protocol_file
+def protocols_validate(paths: tuple[str, ...], as_json: bool) -> None:
+    """Check protocol files; every problem is reported (not only the first), naming the file, the step and the field."""
+    from aftercare.protocols import load_protocol_file, protocol_file_errors
 
-    try:
-        protocol = load_protocol_file(path)
-    except ProtocolError as exc:
-        raise InputError(str(exc)) from None
-    emit({"valid": True, "key": protocol.key, "version": protocol.version, "steps": len(protocol.steps)},
-         as_json=as_json, title=path)
+    files = []
+    for path in paths:
+        errors = protocol_file_errors(path)
+        entry: dict = {"path": path, "valid": not errors, "errors": errors}
+        if not errors:
+            protocol = load_protocol_file(path)
+            entry.update(key=protocol.key, version=protocol.version, steps=len(protocol.steps))
+        files.append(entry)
+    valid = all(f["valid"] for f in files)
+    if as_json:
+        print_json({"valid": valid, "files": files})
+    else:
+        for entry in files:
+            if entry["valid"]:
+                click.echo(f"{entry['path']}: valid ({entry['key']} v{entry['version']}, {entry['steps']} steps)")
+            for error in entry["errors"]:
+                click.echo(f"error: {error}", err=True)
+    if not valid:
+        sys.exit(1)
 
 
 @main.command("import")
@@ -477,7 +527,7 @@ class _progress:
 # --- replies, triage and escalations ----------------------------------------------------------------------
 @main.command()
 @click.argument("text", required=False)
-@click.option("--lang", type=click.Choice(["en", "id"]), default="en", show_default=True)
+@click.option("--lang", type=click.Choice(["en", "id"], case_sensitive=False), default="en", show_default=True)
 @click.option("--jsonl", is_flag=True, help='Batch: read {"text", "lang"} lines on stdin, write one result per line.')
 @click.option("--treatment", default=None, help="Enrollment treatment key (e.g. dermal-filler, mesotherapy)")
 @click.option("--days", "days_since", type=click.FloatRange(min=0), default=None, help="Days since the treatment")
@@ -689,7 +739,11 @@ def run(demo: bool) -> None:
 # --- the web side's accounts and keys (issue 9): their commands live beside the code they drive --------------
 def _register_web_commands() -> None:
     from aftercare.api.commands import apikey
+    from aftercare.commands.reports import export, stats
     from aftercare.staff.commands import staff
+
+    main.add_command(stats)
+    main.add_command(export)
 
     main.add_command(staff)
     main.add_command(apikey)

@@ -176,9 +176,10 @@ class _Rejects:
             self.handle.close()
 
 
-def csv_cell(value: object) -> str:
-    """A value as a cell of a CSV we write: valid UTF-8, at most 200 characters, never read as a formula."""
-    text = ("" if value is None else str(value)).encode("utf-8", "replace").decode("utf-8")[:200]
+def csv_cell(value: object, *, limit: int | None = 200) -> str:
+    """A value as a cell of a CSV we write: valid UTF-8, at most `limit` characters (None: all), never read as a
+    formula."""
+    text = ("" if value is None else str(value)).encode("utf-8", "replace").decode("utf-8")[:limit]
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
@@ -194,7 +195,8 @@ def _validate_row(clinic: Clinic, row: dict[str, Any]) -> EnrollmentRequest:
     try:
         return validate_request(
             clinic, first_name=get("first_name"), phone=get("phone"), email=get("email") or None,
-            timezone=get("timezone") or None, language=get("language") or "en", treatment=get("treatment"),
+            timezone=get("timezone") or None, language=get("language").lower() or "en",
+            treatment=get("treatment").lower(),
             treated_at=parse_treated_at(get("treated_at")), sms_consent=_flag(get("sms_consent"), "sms_consent"),
             email_consent=_flag(get("email_consent"), "email_consent"))
     except AftercareError as exc:

@@ -1,6 +1,12 @@
 """Care protocols as data: one YAML file per treatment, message texts per language, and their validation."""
 
-from aftercare.protocols.loader import TREATMENTS, list_protocols, load_protocol, load_protocol_file
+from aftercare.protocols.loader import (
+    TREATMENTS,
+    list_protocols,
+    load_protocol,
+    load_protocol_file,
+    protocol_file_errors,
+)
 from aftercare.protocols.model import After, DayAt, Protocol, ProtocolError, RedFlag, Step, When, parse_duration
 from aftercare.protocols.templates import (
     LANGUAGES,
@@ -31,6 +37,7 @@ __all__ = [
     "load_protocol",
     "load_protocol_file",
     "parse_duration",
+    "protocol_file_errors",
     "render",
     "render_email",
     "sms_segments",

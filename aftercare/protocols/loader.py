@@ -53,8 +53,13 @@ _STEP_ID_MAX = 64  # the outbox stores it in a short column
 T = TypeVar("T")
 
 
-@cache
 def load_protocol(key: str) -> Protocol:
+    """The protocol for a treatment key, in any case ("Dermal-Filler" is dermal-filler); ProtocolError if unknown."""
+    return _load_known(key.lower())
+
+
+@cache
+def _load_known(key: str) -> Protocol:
     if key not in TREATMENTS:
         raise ProtocolError(f"unknown treatment {key!r}; choose one of: {', '.join(TREATMENTS)}")
     return load_protocol_file(DATA_DIR / f"{key}.yaml")
@@ -65,69 +70,129 @@ def list_protocols() -> list[Protocol]:
 
 
 def load_protocol_file(path: Path | str, *, catalog: TemplateCatalog | None = None) -> Protocol:
-    """Load and validate one protocol file; every step's template must exist in every language."""
-    path = Path(path)
-    raw = read_yaml(path)
+    """Load and validate one protocol file; every step's template must exist in every language. Raises ProtocolError
+    with the first problem found."""
+    protocol = _load(Path(path), catalog, _Problems(collect=False))
+    assert protocol is not None  # strict problems raise instead of returning nothing
+    return protocol
+
+
+def protocol_file_errors(path: Path | str, *, catalog: TemplateCatalog | None = None) -> list[str]:
+    """Every problem in one protocol file (not only the first), in file order; [] when it is valid."""
+    problems = _Problems(collect=True)
+    _load(Path(path), catalog, problems)
+    return list(dict.fromkeys(problems.messages))  # a missing field is reported once, not by each check
+
+
+class _Problems:
+    """Where validation problems go: raised at once (loading for the app) or collected (`protocols validate`)."""
+
+    def __init__(self, *, collect: bool) -> None:
+        self.collect = collect
+        self.messages: list[str] = []
+
+    def fail(self, message: str) -> None:
+        self.check(_raise, message)
+
+    def check(self, parse: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """parse(*args, **kwargs), or None (the problem noted) when it raises ProtocolError while collecting."""
+        try:
+            return parse(*args, **kwargs)
+        except ProtocolError as exc:
+            if not self.collect:
+                raise
+            self.messages.append(str(exc))
+            return None
+
+
+def _raise(message: str) -> None:
+    raise ProtocolError(message)
+
+
+def _load(path: Path, catalog: TemplateCatalog | None, problems: _Problems) -> Protocol | None:
     where = path.name
+    raw = problems.check(read_yaml, path)
     if not isinstance(raw, dict):
-        raise ProtocolError(f"{where}: expected a mapping with fields key, name, version and steps")
-    _check_fields(where, raw, required=_PROTOCOL_FIELDS)
-    key = _field(where, raw, "key", _slug)
-    if key != path.stem:
-        raise ProtocolError(f"{where}: field 'key': '{key}' does not match the file name")
-    name = _field(where, raw, "name", _text)
-    version = _field(where, raw, "version", _positive_int)
-    steps = _parse_steps(where, raw["steps"], catalog or default_catalog())
-    _check_occlusion_screening(where, key, steps)
+        if not problems.messages:
+            problems.fail(f"{where}: expected a mapping with fields key, name, version and steps")
+        return None
+    _check_fields(where, raw, problems, required=_PROTOCOL_FIELDS)
+    key = problems.check(_field, where, raw, "key", _slug)
+    if key is not None and key != path.stem:
+        problems.fail(f"{where}: field 'key': '{key}' does not match the file name")
+    name = problems.check(_field, where, raw, "name", _text)
+    version = problems.check(_field, where, raw, "version", _positive_int)
+    steps = _parse_steps(where, raw.get("steps"), problems.check(lambda: catalog or default_catalog()), problems)
+    if steps is not None and key is not None:
+        _check_occlusion_screening(where, key, steps, problems)
+    if problems.messages or key is None or name is None or version is None or steps is None:
+        return None
     return Protocol(key=key, name=name, version=version, steps=steps, source=path)
 
 
-def _parse_steps(where: str, raw: object, catalog: TemplateCatalog) -> tuple[Step, ...]:
+def _parse_steps(where: str, raw: object, catalog: TemplateCatalog | None,
+                 problems: _Problems) -> tuple[Step, ...] | None:
+    """The steps, or None when any of them has a problem (each one noted)."""
     if not isinstance(raw, list) or not raw:
-        raise ProtocolError(f"{where}: field 'steps': expected a non-empty list of steps")
+        problems.fail(f"{where}: field 'steps': expected a non-empty list of steps")
+        return None
     steps: list[Step] = []
+    complete = catalog is not None
     for number, item in enumerate(raw, start=1):
-        step = _parse_step(where, number, item, catalog)
-        if any(seen.id == step.id for seen in steps):
-            raise ProtocolError(f"{where}: step '{step.id}': field 'id': duplicate step id")
-        steps.append(step)
-    return tuple(steps)
+        step = _parse_step(where, number, item, catalog, problems)
+        if step is None:
+            complete = False
+        elif any(seen.id == step.id for seen in steps):
+            problems.fail(f"{where}: step '{step.id}': field 'id': duplicate step id")
+            complete = False
+        else:
+            steps.append(step)
+    return tuple(steps) if complete else None
 
 
-def _parse_step(filename: str, number: int, raw: object, catalog: TemplateCatalog) -> Step:
+def _parse_step(filename: str, number: int, raw: object, catalog: TemplateCatalog | None,
+                problems: _Problems) -> Step | None:
     if not isinstance(raw, dict):
-        raise ProtocolError(f"{filename}: step #{number}: expected a mapping with fields {_listed(_STEP_REQUIRED)}")
+        problems.fail(f"{filename}: step #{number}: expected a mapping with fields {_listed(_STEP_REQUIRED)}")
+        return None
     where = f"{filename}: step #{number}"
-    step_id = _field(where, raw, "id", _step_id)
-    where = f"{filename}: step '{step_id}'"
-    _check_fields(where, raw, required=_STEP_REQUIRED, optional=_STEP_OPTIONAL)
-    channel = _field(where, raw, "channel", _channel)
-    return Step(
-        id=step_id,
-        when=_parse_when(where, raw["when"]),
-        channel=channel,
-        template=_field(where, raw, "template", lambda value: _template(value, channel, catalog)),
-        fresh_for=_field(where, raw, "fresh_for", _positive_duration),
-        checkin=_field(where, raw, "checkin", _boolean) if "checkin" in raw else False,
-        safety=_field(where, raw, "safety", _boolean) if "safety" in raw else False,
-        red_flag=_parse_red_flag(where, raw),
-    )
+    step_id = problems.check(_field, where, raw, "id", _step_id)
+    if step_id is not None:
+        where = f"{filename}: step '{step_id}'"
+    _check_fields(where, raw, problems, required=_STEP_REQUIRED, optional=_STEP_OPTIONAL)
+    channel = problems.check(_field, where, raw, "channel", _channel)
+    when = problems.check(_parse_when, where, raw.get("when")) if "when" in raw else None
+    template = (problems.check(_field, where, raw, "template", lambda value: _template(value, channel, catalog))
+                if catalog is not None and channel is not None else None)
+    fresh_for = problems.check(_field, where, raw, "fresh_for", _positive_duration)
+    checkin = problems.check(_field, where, raw, "checkin", _boolean) if "checkin" in raw else False
+    safety = problems.check(_field, where, raw, "safety", _boolean) if "safety" in raw else False
+    red_flag = _parse_red_flag(where, raw, problems)
+    parts = (step_id, when, channel, template, fresh_for, checkin, safety)
+    if any(part is None for part in parts) or red_flag is False:
+        return None
+    return Step(id=step_id, when=when, channel=channel, template=template, fresh_for=fresh_for,  # type: ignore[arg-type]
+                checkin=checkin, safety=safety, red_flag=red_flag)  # type: ignore[arg-type]
 
 
-def _parse_red_flag(where: str, raw: dict[str, Any]) -> RedFlag | None:
+def _parse_red_flag(where: str, raw: dict[str, Any], problems: _Problems) -> RedFlag | None | bool:
+    """The step's red flag, None when it has none, False when it has a problem (noted)."""
     if "red_flag" not in raw:
         return None
     value = raw["red_flag"]
     if not isinstance(value, dict) or set(value) != _RED_FLAG_FIELDS:
-        raise ProtocolError(f"{where}: field 'red_flag': {_RED_FLAG_SHAPE}")
+        problems.fail(f"{where}: field 'red_flag': {_RED_FLAG_SHAPE}")
+        return False
     # A one-word reply is read against the last check-in sent; an email or a plain notice is never replied to.
     if raw.get("channel") != "sms" or raw.get("checkin") is not True:
-        raise ProtocolError(f"{where}: field 'red_flag': only an sms check-in step (checkin: true) can carry one")
-    return RedFlag(level=_field(where, value, "level", _red_flag_level, prefix="red_flag."),
-                   answer_window=_field(where, value, "answer_window", _positive_duration, prefix="red_flag."))
+        problems.fail(f"{where}: field 'red_flag': only an sms check-in step (checkin: true) can carry one")
+        return False
+    level = problems.check(_field, where, value, "level", _red_flag_level, prefix="red_flag.")
+    window = problems.check(_field, where, value, "answer_window", _positive_duration, prefix="red_flag.")
+    return RedFlag(level=level, answer_window=window) if level is not None and window is not None else False
 
 
-def _check_occlusion_screening(where: str, key: str, steps: tuple[Step, ...]) -> None:
+def _check_occlusion_screening(where: str, key: str, steps: tuple[Step, ...], problems: _Problems) -> None:
     """Refuse a filler or booster protocol whose early check-ins do not all screen for vascular occlusion."""
     window = OCCLUSION_SCREENING.get(key)
     if window is None:
@@ -135,13 +200,13 @@ def _check_occlusion_screening(where: str, key: str, steps: tuple[Step, ...]) ->
     early = [step for step in steps if step.checkin and step.when.earliest_offset() <= window]
     hours = int(window.total_seconds() // 3600)
     if not early:
-        raise ProtocolError(f"{where}: field 'steps': a {key} protocol needs sms check-ins in the first {hours} "
-                            "hours, each with a red-flag question (red_flag: {level: emergency, ...})")
+        problems.fail(f"{where}: field 'steps': a {key} protocol needs sms check-ins in the first {hours} "
+                      "hours, each with a red-flag question (red_flag: {level: emergency, ...})")
     for step in early:
         if step.red_flag is None or step.red_flag.level != "emergency":
-            raise ProtocolError(f"{where}: step '{step.id}': field 'red_flag': every {key} check-in in the first "
-                                f"{hours} hours must end with a red-flag question for vascular occlusion and eye "
-                                "signs, with red_flag: {level: emergency, answer_window: DURATION}")
+            problems.fail(f"{where}: step '{step.id}': field 'red_flag': every {key} check-in in the first "
+                          f"{hours} hours must end with a red-flag question for vascular occlusion and eye "
+                          "signs, with red_flag: {level: emergency, answer_window: DURATION}")
 
 
 def _parse_when(where: str, raw: object) -> When:
@@ -165,14 +230,13 @@ def _field(where: str, raw: dict[str, Any], name: str, parse: Callable[[Any], T]
         raise ProtocolError(f"{where}: field '{prefix}{name}': {exc}") from None
 
 
-def _check_fields(where: str, raw: dict[str, Any], *, required: set[str], optional: set[str] | None = None) -> None:
-    missing = sorted(required - raw.keys())
-    if missing:
-        raise ProtocolError(f"{where}: field '{missing[0]}': missing")
-    unknown = sorted(str(key) for key in raw.keys() - required - (optional or set()))
-    if unknown:
-        allowed = _listed(required | (optional or set()))
-        raise ProtocolError(f"{where}: field '{unknown[0]}': unknown field; allowed: {allowed}")
+def _check_fields(where: str, raw: dict[str, Any], problems: _Problems, *, required: set[str],
+                  optional: set[str] | None = None) -> None:
+    for name in sorted(required - raw.keys()):
+        problems.fail(f"{where}: field '{name}': missing")
+    allowed = _listed(required | (optional or set()))
+    for name in sorted(str(key) for key in raw.keys() - required - (optional or set())):
+        problems.fail(f"{where}: field '{name}': unknown field; allowed: {allowed}")
 
 
 def _listed(names: set[str] | frozenset[str]) -> str:

@@ -69,7 +69,9 @@ def _sms_state(patient: Patient) -> str:
 def validate_request(clinic: Clinic, *, first_name: str, phone: str, email: str | None, timezone: str | None,
                      language: str, treatment: str, treated_at: datetime, sms_consent: bool = True,
                      email_consent: bool = True) -> EnrollmentRequest:
-    """Check everything before anything is written, so bad input never leaves half an enrollment."""
+    """Check everything before anything is written, so bad input never leaves half an enrollment. Treatment keys
+    and languages are taken in any case ("Dermal-Filler", "ID")."""
+    language, treatment = language.lower(), treatment.lower()
     if language not in LANGUAGES:
         raise InputError(f"unknown language {language[:16]!r}; choose one of: {', '.join(LANGUAGES)}")
     try:
