@@ -107,22 +107,44 @@ def clinic() -> None:
 @click.option("--name", required=True)
 @click.option("--slug", required=True)
 @click.option("--timezone", required=True, help="IANA name, e.g. Asia/Jakarta")
-@click.option("--phone", required=True, help="The number patients call")
+@click.option("--phone", required=True, help="The number patients call (local numbers read in the zone's country)")
 @click.option("--sms-from", help="SMS sender number (defaults to AFTERCARE_TWILIO_FROM)")
 @click.option("--email-from", help="Email sender (defaults to AFTERCARE_EMAIL_FROM)")
-@click.option("--quiet-hours", default="21:00-08:00", show_default=True)
+@click.option("--quiet-hours", default="21:00-08:00", show_default=True, help="Local window; none: no quiet hours")
 @click.option("--review-within", default="2h", show_default=True,
               help="How soon staff must read a reply that needs a person, in clinic hours (e.g. 90m, 2h)")
 @json_option
 def clinic_add(as_json: bool, **fields) -> None:
     """Create a clinic."""
-    from aftercare.clinics import add_clinic, name_sms_warning
+    from aftercare.clinics import add_clinic, name_sms_warning, no_oncall_warning
     from aftercare.views import clinic_view
 
     with session_scope() as session:
-        data = clinic_view(add_clinic(session, **fields))
+        added = add_clinic(session, **fields)
+        data, oncall_warning = clinic_view(added), no_oncall_warning(session, added)
     emit(data, as_json=as_json, title="clinic added")
-    if warning := name_sms_warning(data["name"]):
+    for warning in (name_sms_warning(data["name"]), oncall_warning):
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
+
+
+@clinic.command("update")
+@click.argument("slug")
+@click.option("--name")
+@click.option("--phone", help="The number patients call")
+@click.option("--sms-from", help='SMS sender number ("" for the default)')
+@click.option("--email-from", help='Email sender ("" for the default)')
+@click.option("--quiet-hours", help="e.g. 21:00-08:00")
+@json_option
+def clinic_update(slug: str, as_json: bool, **fields) -> None:
+    """Change a clinic's name, numbers, senders or quiet hours (checked as at `clinic add`)."""
+    from aftercare.clinics import name_sms_warning, update_clinic
+    from aftercare.views import clinic_view
+
+    with session_scope() as session:
+        data = clinic_view(update_clinic(session, slug, **fields))
+    emit(data, as_json=as_json, title="clinic updated")
+    if fields.get("name") is not None and (warning := name_sms_warning(data["name"])):
         click.echo(f"warning: {warning}", err=True)
 
 
@@ -161,15 +183,65 @@ def oncall_add(as_json: bool, **fields) -> None:
 
 @oncall.command("list")
 @click.option("--clinic", "clinic_slug", required=True)
+@click.option("--all", "include_inactive", is_flag=True, help="Also those deactivated (not paged).")
 @json_option
-def oncall_list(clinic_slug: str, as_json: bool) -> None:
+def oncall_list(clinic_slug: str, include_inactive: bool, as_json: bool) -> None:
     """Show the on-call list in paging order."""
     from aftercare.clinics import get_clinic, oncall_list
     from aftercare.views import staff_view
 
     with session_scope() as session:
-        rows = [staff_view(s) for s in oncall_list(session, get_clinic(session, clinic_slug).id)]
-    emit(rows, as_json=as_json, columns=["position", "id", "name", "phone", "email"], title="on-call")
+        rows = [staff_view(s) for s in oncall_list(session, get_clinic(session, clinic_slug).id,
+                                                   include_inactive=include_inactive)]
+    emit(rows, as_json=as_json, columns=["position", "id", "name", "phone", "email", "active"], title="on-call")
+
+
+def _oncall_action(name: str, help_text: str, change):
+    @oncall.command(name, help=help_text)
+    @click.argument("staff_id", type=int)
+    @json_option
+    def command(staff_id: int, as_json: bool) -> None:
+        from aftercare.views import staff_view
+
+        with session_scope() as session:
+            data = staff_view(change(session, staff_id))
+        emit(data, as_json=as_json, title=f"on-call {staff_id} {name}d")
+
+    return command
+
+
+def _remove(session, staff_id):
+    from aftercare.clinics import remove_oncall
+
+    return remove_oncall(session, staff_id)
+
+
+def _set_active(active: bool):
+    def change(session, staff_id):
+        from aftercare.clinics import set_oncall_active
+
+        return set_oncall_active(session, staff_id, active)
+
+    return change
+
+
+_oncall_action("remove", "Delete an entry from the on-call list (never paged yet; else use deactivate).", _remove)
+_oncall_action("deactivate", "Stop paging someone (kept on the list and in the record).", _set_active(False))
+_oncall_action("activate", "Page someone again.", _set_active(True))
+
+
+@oncall.command("move")
+@click.argument("staff_id", type=int)
+@click.option("--position", type=int, required=True, help="The new place as `oncall list` numbers it (0: first)")
+@json_option
+def oncall_move(staff_id: int, position: int, as_json: bool) -> None:
+    """Change who is paged first: the others keep their order."""
+    from aftercare.clinics import move_oncall
+    from aftercare.views import staff_view
+
+    with session_scope() as session:
+        data = staff_view(move_oncall(session, staff_id, position))
+    emit(data, as_json=as_json, title=f"on-call {staff_id} moved")
 
 
 # --- enrollment and schedule ---------------------------------------------------------------------------
@@ -181,7 +253,8 @@ def oncall_list(clinic_slug: str, as_json: bool) -> None:
 @click.option("--timezone", help="IANA name; default: the clinic's")
 @click.option("--language", type=click.Choice(["en", "id"], case_sensitive=False), default="en", show_default=True)
 @click.option("--treatment", required=True, help="See `aftercare protocols list`")
-@click.option("--treated-at", required=True, help="ISO 8601 with offset, e.g. 2026-11-25T14:30:00+07:00")
+@click.option("--treated-at", required=True, help="When the session took place (not ahead of now): ISO 8601 "
+                                                  "with offset, e.g. 2026-11-25T14:30:00+07:00")
 @click.option("--sms-consent/--no-sms-consent", default=None,
               help="The patient's answer today; --sms-consent also lifts an earlier STOP. Default: as on file "
                    "(yes for a new patient)")
@@ -189,15 +262,24 @@ def oncall_list(clinic_slug: str, as_json: bool) -> None:
 @json_option
 def enroll(as_json: bool, treated_at: str, **fields) -> None:
     """Enroll a patient after a session: writes the care protocol's whole schedule."""
+    from aftercare.clinics import get_clinic, no_oncall_warning
     from aftercare.contact import parse_treated_at
     from aftercare.schedule.enrollment import enroll as enroll_patient
 
     when = parse_treated_at(treated_at)
     with session_scope() as session:
         data = enroll_patient(session, treated_at=when, **fields).to_dict()
+        oncall_warning = no_oncall_warning(session, get_clinic(session, fields["clinic_slug"]))
     title = "enrolled" if data["created"] else "already enrolled" + (
         " (consent recorded)" if data["consent_changed"] else " (nothing changed)")
-    emit(data, as_json=as_json, title=title)
+    if as_json:
+        print_json(data)
+    else:
+        emit({k: v for k, v in data.items() if k != "skipped"}, as_json=False, title=title)
+        if data["skipped"]:
+            emit(data["skipped"], as_json=False, columns=["step", "reason"], title="skipped steps")
+    if oncall_warning:
+        click.echo(f"warning: {oncall_warning}", err=True)
     if data["sms"] != "allowed" and not as_json:
         why = "opted out (STOP)" if data["sms"] == "opted_out" else "gave no SMS consent"
         click.echo(f"note: no SMS will be sent: the patient {why}; --sms-consent records consent given again.",
@@ -216,17 +298,49 @@ def schedule() -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None)
 @json_option
 def schedule_list(enrollment_id: int | None, status: str | None, limit: int | None, as_json: bool) -> None:
-    """List scheduled messages (due times in UTC). safety: sent in quiet hours too; red_flag: the escalation
-    level a one-word YES to the message opens (none: no red-flag question)."""
+    """List scheduled messages: local time where the patient is and the text they get (--json: due_at in UTC).
+    safety: sent in quiet hours too; red_flag: the escalation level a one-word YES to the message opens (none: no
+    red-flag question)."""
+    from aftercare.schedule.preview import describe_message, short_text
     from aftercare.views import list_messages, message_view
 
     with session_scope() as session:
-        rows = [{**message_view(m), "safety": m.is_safety, "red_flag": m.red_flag}
-                for m in list_messages(session, enrollment_id=enrollment_id, status=status, limit=limit)]
-    if not as_json:  # one narrow column for people: "safety", "YES=emergency" or both
-        rows = [{**r, "flags": ", ".join(_message_flags(r))} for r in rows]
-    emit(rows, as_json=as_json, columns=["id", "enrollment_id", "step", "channel", "due_at", "status", "reason",
-                                         "flags"], title="schedule")
+        messages = list_messages(session, enrollment_id=enrollment_id, status=status, limit=limit)
+        rows = [{**message_view(m), "safety": m.is_safety, "red_flag": m.red_flag} for m in messages]
+        if not as_json:  # for people: their local time, the words, one narrow flags column
+            rows = [{**r, **describe_message(session, m), "flags": ", ".join(_message_flags(r))}
+                    for r, m in zip(rows, messages, strict=True)]
+            rows = [{**r, "text": short_text(r["text"], r["channel"])} for r in rows]
+    emit(rows, as_json=as_json, columns=["id", "enrollment_id", "step", "channel", "local_time", "status", "reason",
+                                         "flags", "text"], title="schedule")
+
+
+@schedule.command("preview")
+@click.option("--treatment", required=True, help="See `aftercare protocols list`")
+@click.option("--treated-at", required=True, help="ISO 8601 with offset, e.g. 2026-11-25T14:30:00+07:00")
+@click.option("--timezone", help="The patient's IANA zone; default: the clinic's, else the --treated-at offset")
+@click.option("--language", type=click.Choice(["en", "id"], case_sensitive=False), default="en", show_default=True)
+@click.option("--clinic", "clinic_slug", help="Use this clinic's name, phone, zone and quiet hours")
+@json_option
+def schedule_preview(treatment: str, treated_at: str, timezone: str | None, language: str, clinic_slug: str | None,
+                     as_json: bool) -> None:
+    """What a patient treated then would get, and when in their local time; nothing is stored."""
+    from aftercare.contact import parse_treated_at
+    from aftercare.schedule.preview import preview, short_text
+
+    when = parse_treated_at(treated_at)
+    if clinic_slug:
+        from aftercare.clinics import get_clinic
+
+        with session_scope() as session:
+            clinic = get_clinic(session, clinic_slug)
+            rows = preview(treatment=treatment, treated_at=when, timezone=timezone, language=language, clinic=clinic)
+    else:
+        rows = preview(treatment=treatment, treated_at=when, timezone=timezone, language=language)
+    if not as_json:
+        rows = [{**r, "text": short_text(r["text"], r["channel"])} for r in rows]
+    emit(rows, as_json=as_json, columns=["step", "channel", "local_time", "status", "reason", "text"],
+         title=f"{treatment} preview (nothing stored)")
 
 
 def _message_flags(row: dict) -> list[str]:
@@ -652,24 +766,40 @@ def escalations() -> None:
 
 @escalations.command("list")
 @click.option("--open", "open_only", is_flag=True, help="Only escalations nobody has acknowledged yet.")
+@click.option("--all", "include_resolved", is_flag=True, help="Resolved ones too.")
+@click.option("--clinic", "clinic_slug", help="Only this clinic's.")
 @json_option
-def escalations_list(open_only: bool, as_json: bool) -> None:
+def escalations_list(open_only: bool, include_resolved: bool, clinic_slug: str | None, as_json: bool) -> None:
+    """Every unresolved escalation (open and acknowledged), newest first."""
+    from aftercare.clinics import get_clinic, list_clinics
     from aftercare.escalation.service import list_escalations
     from aftercare.escalation.views import escalation_view
 
     with session_scope() as session:
-        rows = [escalation_view(e) for e in list_escalations(session, open_only=open_only)]
-    emit(rows, as_json=as_json, columns=["id", "level", "status", "patient_id", "first_name", "opened_at",
-                                         "acknowledged_at", "signs"], title="escalations")
+        clinic_id = get_clinic(session, clinic_slug).id if clinic_slug else None
+        slugs = {c.id: c.slug for c in list_clinics(session)}
+        rows = [{**escalation_view(e), "clinic": slugs[e.clinic_id]}
+                for e in list_escalations(session, open_only=open_only, include_resolved=include_resolved,
+                                          clinic_id=clinic_id)]
+    columns = ["id", "code", "level", "status", "patient_id", "first_name", "opened_at", "acknowledged_at", "signs"]
+    if not clinic_slug:  # several clinics' escalations side by side: say whose each is
+        columns.insert(1, "clinic")
+    emit(rows, as_json=as_json, columns=columns, title="escalations")
+
+
+escalation_ref = click.argument("escalation_ref", metavar="ID|CODE")
 
 
 @escalations.command("show")
-@click.argument("escalation_id", type=int)
+@escalation_ref
 @json_option
-def escalations_show(escalation_id: int, as_json: bool) -> None:
+def escalations_show(escalation_ref: str, as_json: bool) -> None:
+    """One escalation: the patient's words, the pages sent and the audit log. ID or the code from the page."""
+    from aftercare.escalation.service import find_escalation
     from aftercare.escalation.views import escalation_detail
 
     with session_scope() as session:
+        escalation_id = find_escalation(session, escalation_ref).id
         data = escalation_detail(session, escalation_id)
     if as_json:
         print_json(data)
@@ -682,35 +812,37 @@ def escalations_show(escalation_id: int, as_json: bool) -> None:
 
 
 @escalations.command("ack")
-@click.argument("escalation_id", type=int)
+@escalation_ref
 @click.option("--by", "by", required=True, help="Who is taking it")
 @json_option
-def escalations_ack(escalation_id: int, by: str, as_json: bool) -> None:
+def escalations_ack(escalation_ref: str, by: str, as_json: bool) -> None:
+    """Take an escalation (stops the repaging). ID or the code from the page SMS, e.g. K7Q2PM."""
     from aftercare.contact import check_name
-    from aftercare.escalation.service import acknowledge, get_escalation
+    from aftercare.escalation.service import acknowledge, find_escalation
     from aftercare.escalation.views import escalation_view
 
     with session_scope() as session:
-        data = escalation_view(acknowledge(session, get_escalation(session, escalation_id),
-                                           by=check_name(by, field="--by", max_length=200)))
-    emit(data, as_json=as_json, title=f"escalation {escalation_id} acknowledged")
+        escalation = find_escalation(session, escalation_ref)
+        data = escalation_view(acknowledge(session, escalation, by=check_name(by, field="--by", max_length=200)))
+    emit(data, as_json=as_json, title=f"escalation {data['id']} acknowledged")
 
 
 @escalations.command("resolve")
-@click.argument("escalation_id", type=int)
+@escalation_ref
 @click.option("--by", "by", required=True)
 @click.option("--note", required=True)
 @json_option
-def escalations_resolve(escalation_id: int, by: str, note: str, as_json: bool) -> None:
+def escalations_resolve(escalation_ref: str, by: str, note: str, as_json: bool) -> None:
+    """Close an escalation with a note. ID or the code from the page SMS."""
     from aftercare.contact import check_name
-    from aftercare.escalation.service import get_escalation, resolve
+    from aftercare.escalation.service import find_escalation, resolve
     from aftercare.escalation.views import escalation_view
 
     with session_scope() as session:
-        data = escalation_view(resolve(session, get_escalation(session, escalation_id),
-                                       by=check_name(by, field="--by", max_length=200),
+        escalation = find_escalation(session, escalation_ref)
+        data = escalation_view(resolve(session, escalation, by=check_name(by, field="--by", max_length=200),
                                        note=check_name(note, field="--note", max_length=4000)))
-    emit(data, as_json=as_json, title=f"escalation {escalation_id} resolved")
+    emit(data, as_json=as_json, title=f"escalation {data['id']} resolved")
 
 
 @main.command()

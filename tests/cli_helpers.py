@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from click.testing import CliRunner, Result
@@ -29,8 +30,16 @@ def add_clinic(slug: str = "glow", *, timezone: str = "Asia/Jakarta", quiet_hour
     return cli_json(*args)
 
 
+def recent(minutes: float = 5, *, hours: float = 0, days: float = 0) -> str:
+    """A treatment time that long ago, in Jakarta time (+07:00): enrolling is refused for a session ahead of now or
+    older than its whole protocol, so tests enroll sessions that just happened."""
+    when = datetime.now(timezone(timedelta(hours=7))) - timedelta(minutes=minutes, hours=hours, days=days)
+    return when.replace(microsecond=0).isoformat()
+
+
 def enroll(*, clinic: str = "glow", phone: str = "+6281234567890", treatment: str = "dermal-filler",
-           treated_at: str = "2026-11-25T10:00:00+07:00", **extra: str) -> dict:
+           treated_at: str | None = None, **extra: str) -> dict:
+    treated_at = treated_at or recent()
     args = ["enroll", "--clinic", clinic, "--first-name", extra.pop("first_name", "Ayu"), "--phone", phone,
             "--treatment", treatment, "--treated-at", treated_at]
     for key, value in extra.items():

@@ -29,13 +29,13 @@ from aftercare.models import (
     ScheduledMessage,
 )
 from cli import main
-from tests.cli_helpers import add_clinic, cli_json, run_cli
+from tests.cli_helpers import add_clinic, cli_json, recent, run_cli
 from tests.conftest import ROOT
 
 TABLES = (Clinic, OnCallStaff, Patient, Enrollment, ScheduledMessage, InboundMessage, AuditEntry)
 TEN_KB = "x" * 10_000
 SQL = "Robert'); DROP TABLE patients;--"
-TREATED = "2026-11-25T10:00:00+07:00"
+TREATED = recent(hours=1)
 PATIENT = "+6281234567890"
 HEADER = ["first_name", "phone", "email", "timezone", "language", "treatment", "treated_at", "sms_consent",
           "email_consent"]

@@ -28,6 +28,14 @@ def _ago(**delta: float) -> str:
     return (datetime.now(UTC) - timedelta(**delta)).replace(microsecond=0).isoformat()
 
 
+def _enrolled_back_then(clinic: str, treatment: str, days: float) -> None:
+    """A treatment `days` ago, enrolled when it happened (enrolling it today is refused: its protocol is over)."""
+    treated = datetime.now(UTC) - timedelta(days=days)
+    with session_scope() as session:
+        enroll_patient(session, clinic_slug=clinic, first_name="Ayu", phone=PHONE, treatment=treatment,
+                       treated_at=treated, now=treated + timedelta(minutes=5))
+
+
 def _staff(clinic: str, phone: str) -> None:
     cli_json("oncall", "add", "--clinic", clinic, "--name", f"Dr {clinic}", "--phone", phone)
 
@@ -70,7 +78,7 @@ def _clinic_of(escalation: Escalation) -> str:
 @pytest.mark.parametrize("text", ["my lip is white and very painful", "bibir saya pucat putih dan sakit sekali"])
 def test_a_shared_number_pages_the_clinic_whose_treatment_is_in_its_risk_window(shared_number, text):
     recent = enroll(clinic="alpha", phone=PHONE, treatment="dermal-filler", treated_at=_ago(hours=20))
-    enroll(clinic="beta", phone=PHONE, treatment="chemical-peel", treated_at=_ago(days=160))
+    _enrolled_back_then("beta", "chemical-peel", days=160)
     result = _reply(text, SHARED_SENDER)
     assert result["level"] == "emergency"
     [escalation] = _escalations()
@@ -102,7 +110,7 @@ def test_a_clinics_own_number_decides_even_when_the_other_clinic_is_in_care(own_
 
 
 def test_a_reply_without_a_receiving_number_still_reaches_the_clinic_in_care(own_numbers):
-    enroll(clinic="alpha", phone=PHONE, treatment="chemical-peel", treated_at=_ago(days=200))
+    _enrolled_back_then("alpha", "chemical-peel", days=200)
     b = enroll(clinic="beta", phone=PHONE, treatment="dermal-filler", treated_at=_ago(hours=5))
     _reply("my nose tip is turning blue", None)
     [escalation] = _escalations()

@@ -16,8 +16,9 @@ HEADER = ["first_name", "phone", "email", "timezone", "language", "treatment", "
           "email_consent"]
 
 
-def _future(days: int) -> str:
-    return (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0).isoformat()
+def _recent(minutes: int = 5) -> str:
+    """A session that just ended: enrolling refuses one ahead of now or older than its protocol."""
+    return (datetime.now(UTC) - timedelta(minutes=minutes)).replace(microsecond=0).isoformat()
 
 
 def _write(path, rows, header=HEADER) -> None:
@@ -34,18 +35,18 @@ def _count(model) -> int:
 
 def _good_rows(n: int) -> list[list[str]]:
     return [[f"Pat{i}", f"+62812{i:07d}", f"p{i}@example.com", "Asia/Jakarta", "id" if i % 2 else "en",
-             "mesotherapy" if i % 3 else "dermal-filler", _future(1), "true", "yes"] for i in range(n)]
+             "mesotherapy" if i % 3 else "dermal-filler", _recent(), "true", "yes"] for i in range(n)]
 
 
 def test_import_writes_good_rows_rejects_bad_ones_and_is_idempotent(any_env, tmp_path):
     add_clinic()
     path = tmp_path / "patients.csv"
     bad = [
-        ["Bad Phone", "12345", "", "", "en", "mesotherapy", _future(1), "", ""],
-        ["Bad Zone", "+6281299999991", "", "Mars/Base", "en", "mesotherapy", _future(1), "", ""],
-        ["Bad Treatment", "+6281299999992", "", "", "en", "botox", _future(1), "", ""],
+        ["Bad Phone", "12345", "", "", "en", "mesotherapy", _recent(), "", ""],
+        ["Bad Zone", "+6281299999991", "", "Mars/Base", "en", "mesotherapy", _recent(), "", ""],
+        ["Bad Treatment", "+6281299999992", "", "", "en", "botox", _recent(), "", ""],
         ["No Offset", "+6281299999993", "", "", "en", "mesotherapy", "2026-12-01T10:00:00", "", ""],
-        ["Bad Flag", "+6281299999994", "", "", "en", "mesotherapy", _future(1), "maybe", ""],
+        ["Bad Flag", "+6281299999994", "", "", "en", "mesotherapy", _recent(), "maybe", ""],
     ]
     _write(path, _good_rows(30) + bad)
     first = cli_json("import", str(path), "--clinic", "glow")
@@ -64,7 +65,7 @@ def test_import_writes_good_rows_rejects_bad_ones_and_is_idempotent(any_env, tmp
 def test_import_matches_single_enrollment_exactly(env, tmp_path):
     """A row imported in bulk gets the same schedule as the same patient enrolled one by one."""
     add_clinic()
-    treated = _future(2)
+    treated = _recent(10)
     path = tmp_path / "one.csv"
     _write(path, [["Ayu", "+6281234567890", "ayu@example.com", "", "id", "skin-booster", treated, "", ""]])
     cli_json("import", str(path), "--clinic", "glow")
@@ -93,10 +94,10 @@ def test_hostile_csv_content_is_rejected_row_by_row(env, tmp_path):
     with open(path, "wb") as handle:
         handle.write((",".join(HEADER) + "\n").encode())
         handle.write(",".join(good[0]).encode() + b"\n")
-        handle.write(b"Bad\xff\xfeName,+6281200000077,,,en,mesotherapy," + _future(1).encode() + b",,\n")
-        handle.write(("Robert'); DROP TABLE patients;--,+6281200000078,,,en,mesotherapy," + _future(1) + ",,\n").encode())
-        handle.write(("A" * 10_000 + ",+6281200000079,,,en,mesotherapy," + _future(1) + ",,\n").encode())
-        handle.write(("Ctl\x07Name,+6281200000080,,,en,mesotherapy," + _future(1) + ",,\n").encode())
+        handle.write(b"Bad\xff\xfeName,+6281200000077,,,en,mesotherapy," + _recent().encode() + b",,\n")
+        handle.write(("Robert'); DROP TABLE patients;--,+6281200000078,,,en,mesotherapy," + _recent() + ",,\n").encode())
+        handle.write(("A" * 10_000 + ",+6281200000079,,,en,mesotherapy," + _recent() + ",,\n").encode())
+        handle.write(("Ctl\x07Name,+6281200000080,,,en,mesotherapy," + _recent() + ",,\n").encode())
         handle.write(",".join(good[1]).encode() + b"\n")
     report = cli_json("import", str(path), "--clinic", "glow")
     # The SQL fragment is only a strange name: stored as text, harmless.
@@ -125,17 +126,24 @@ def _schedule_flags(enrollment_ids: list[int]) -> list[tuple]:
 
 def test_imported_schedules_carry_safety_and_red_flags_as_enrollment_writes_them(any_env, tmp_path):
     # An evening filler treatment (19:30 in Jakarta): its safety steps are due inside quiet hours, as when enrolled.
+    # Yesterday evening, imported and enrolled as the patients left (`now` five minutes later, for both).
+    from aftercare.importer import import_csv
+    from aftercare.schedule.enrollment import enroll
+
     add_clinic()
-    day = datetime.now(UTC).date() + timedelta(days=10)  # an evening ten days ahead: always within enrolment's bounds
+    day = datetime.now(UTC).date() - timedelta(days=1)
     treated = f"{day.isoformat()}T19:30:00+07:00"
+    now = datetime.fromisoformat(treated) + timedelta(minutes=5)
     path = tmp_path / "patients.csv"
     _write(path, [["Ayu", "+6281200000001", "", "Asia/Jakarta", "en", "dermal-filler", treated, "", ""],
                   ["Budi", "+6281200000002", "", "Asia/Jakarta", "id", "mesotherapy", treated, "", ""]])
-    assert cli_json("import", str(path), "--clinic", "glow")["imported"] == 2
-    cli_json("enroll", "--clinic", "glow", "--first-name", "Citra", "--phone", "+6281200000003",
-             "--treatment", "dermal-filler", "--treated-at", treated)
-    cli_json("enroll", "--clinic", "glow", "--first-name", "Dewi", "--phone", "+6281200000004",
-             "--treatment", "mesotherapy", "--treated-at", treated)
+    with session_scope() as session:
+        assert import_csv(session, path, clinic_slug="glow", now=now).imported == 2
+    with session_scope() as session:
+        for name, phone, treatment in [("Citra", "+6281200000003", "dermal-filler"),
+                                       ("Dewi", "+6281200000004", "mesotherapy")]:
+            enroll(session, clinic_slug="glow", first_name=name, phone=phone, treatment=treatment,
+                   treated_at=datetime.fromisoformat(treated), now=now)
     with session_scope() as session:
         by_name = dict(session.execute(select(Patient.first_name, Enrollment.id).join(Enrollment)).all())
     assert _schedule_flags([by_name["Ayu"]]) == _schedule_flags([by_name["Citra"]])

@@ -20,7 +20,7 @@ from tests.cli_helpers import add_clinic, cli_json, enroll, run_cli
 
 HEADER = ["first_name", "phone", "email", "timezone", "language", "treatment", "treated_at", "sms_consent",
           "email_consent"]
-TREATED = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0).isoformat()
+TREATED = (datetime.now(UTC) - timedelta(minutes=5)).replace(microsecond=0).isoformat()  # a session just ended
 
 
 def _row(first_name: str = "Ayu", phone: str = "+6281200000001", treatment: str = "mesotherapy",

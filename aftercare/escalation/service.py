@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from aftercare import audit, metrics
 from aftercare.config import Settings
-from aftercare.errors import AftercareError, NotFound
+from aftercare.errors import AftercareError, InputError, NotFound
 from aftercare.escalation.paging import queue_pages
 from aftercare.models import (
     Enrollment,
@@ -113,6 +113,25 @@ def find_by_code(session: Session, code: str) -> Escalation | None:
     return session.scalar(select(Escalation).where(Escalation.code == code.strip().upper()))
 
 
+def find_escalation(session: Session, ref: str) -> Escalation:
+    """An escalation by its id ("12", "#12") or by the code in the page SMS ("K7Q2PM", any case). A code made only
+    of digits that is also another escalation's id is ambiguous: InputError asking for "#ID". NotFound when
+    nothing matches."""
+    text = (ref or "").strip()
+    if text.startswith("#") and text[1:].isdigit():
+        return get_escalation(session, int(text[1:]))
+    by_id = session.get(Escalation, int(text)) if text.isdigit() and len(text) <= 12 else None
+    code = text.upper()
+    by_code = find_by_code(session, code) if len(code) == 6 and set(code) <= set(_CODE_ALPHABET) else None
+    if by_id is not None and by_code is not None and by_id.id != by_code.id:
+        raise InputError(f"{text} is both escalation {by_id.id}'s id and escalation {by_code.id}'s code; "
+                         f"write #{by_id.id} for the id")
+    found = by_code or by_id
+    if found is None:
+        raise NotFound(f"unknown escalation {text[:16]!r}: give its id or the code from the page")
+    return found
+
+
 def acknowledge(session: Session, escalation: Escalation, *, by: str, via: str = "cli",
                 now: datetime | None = None) -> Escalation:
     if escalation.status != EscalationStatus.OPEN:
@@ -144,9 +163,16 @@ def resolve(session: Session, escalation: Escalation, *, by: str, note: str, via
     return escalation
 
 
-def list_escalations(session: Session, *, open_only: bool = False) -> list[Escalation]:
+def list_escalations(session: Session, *, open_only: bool = False, include_resolved: bool = False,
+                     clinic_id: int | None = None) -> list[Escalation]:
+    """Newest first. By default every unresolved escalation (open and acknowledged: both still need someone);
+    `open_only`: only those nobody acknowledged; `include_resolved`: all. `clinic_id` narrows to one clinic."""
     query = select(Escalation).order_by(Escalation.opened_at.desc(), Escalation.id.desc())
     if open_only:
         query = query.where(Escalation.status == EscalationStatus.OPEN)
+    elif not include_resolved:
+        query = query.where(Escalation.status != EscalationStatus.RESOLVED)
+    if clinic_id is not None:
+        query = query.where(Escalation.clinic_id == clinic_id)
     return list(session.scalars(query))
 

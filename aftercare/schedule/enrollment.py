@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -52,12 +52,15 @@ class EnrollResult:
     scheduled: int
     created: bool
     consent_changed: bool = False
+    skipped: tuple[dict[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """`sms`: whether SMS will reach the patient ("allowed", or why not: "opted_out", "no_consent");
-        `consent_changed`: this call recorded a consent answer that differed from the one on file."""
+        `consent_changed`: this call recorded a consent answer that differed from the one on file;
+        `skipped`: the steps that will not be sent, in protocol order, as [{"step": id, "reason": "stale"}]."""
         return {"enrollment_id": self.enrollment.id, "patient_id": self.patient.id, "scheduled": self.scheduled,
-                "created": self.created, "sms": _sms_state(self.patient), "consent_changed": self.consent_changed}
+                "created": self.created, "sms": _sms_state(self.patient), "consent_changed": self.consent_changed,
+                "skipped": [dict(item) for item in self.skipped]}
 
 
 def _sms_state(patient: Patient) -> str:
@@ -68,21 +71,21 @@ def _sms_state(patient: Patient) -> str:
 
 def validate_request(clinic: Clinic, *, first_name: str, phone: str, email: str | None, timezone: str | None,
                      language: str, treatment: str, treated_at: datetime, sms_consent: bool = True,
-                     email_consent: bool = True) -> EnrollmentRequest:
+                     email_consent: bool = True, now: datetime | None = None) -> EnrollmentRequest:
     """Check everything before anything is written, so bad input never leaves half an enrollment. Treatment keys
     and languages are taken in any case ("Dermal-Filler", "ID")."""
-    language, treatment = language.lower(), treatment.lower()
+    language, treatment = (language or "").lower(), treatment.lower()
     if language not in LANGUAGES:
         raise InputError(f"unknown language {language[:16]!r}; choose one of: {', '.join(LANGUAGES)}")
     try:
-        load_protocol(treatment)
+        protocol = load_protocol(treatment)
     except ProtocolError as exc:
         raise InputError(str(exc)) from None
     timezone = timezone or clinic.timezone
     check_timezone(timezone)
     if treated_at.tzinfo is None:
         raise InputError("treatment time has no UTC offset")
-    check_treatment_time(treated_at, utcnow())
+    check_treatment_time(treated_at, now or utcnow(), protocol=protocol, tz=ZoneInfo(timezone))
     return EnrollmentRequest(
         first_name=check_name(first_name, field="first name", max_length=100),
         phone=normalize_phone(phone, region=phone_region(clinic.phone)),
@@ -91,18 +94,25 @@ def validate_request(clinic: Clinic, *, first_name: str, phone: str, email: str 
     )
 
 
-# A treatment time outside these bounds is a typo (a year slipped), not a session: enrolling it would send nothing
-# today (every step stale) or nothing for months, with nobody told.
-MAX_AHEAD = timedelta(days=30)
-MAX_AGO = timedelta(days=365)
+# Enrolling happens after the session: a treatment time ahead of now (beyond clock skew between the clinic's
+# computer and ours) is a typo or a booking, not a session, and its first-night messages would be planned around
+# a time that has not happened.
+MAX_AHEAD = timedelta(minutes=15)
 
 
-def check_treatment_time(treated_at: datetime, now: datetime) -> None:
-    """InputError when the treatment is more than 30 days ahead or more than a year ago."""
+def check_treatment_time(treated_at: datetime, now: datetime, *, protocol: Protocol, tz: tzinfo) -> None:
+    """InputError when the treatment is more than 15 minutes ahead of `now`, or so long ago that the protocol's
+    last step is already past (every message would be skipped as stale, and the enrollment would do nothing)."""
     if treated_at > now + MAX_AHEAD:
-        raise InputError("treatment time is more than 30 days ahead; check the date (a typo in the year?)")
-    if treated_at < now - MAX_AGO:
-        raise InputError("treatment time is more than a year ago; check the date (a typo in the year?)")
+        raise InputError("treatment time is in the future; enroll after the session, with the time it took place")
+    last = max(step_time(step, treated_at=treated_at, tz=tz) for step in protocol.steps)
+    if last < now:
+        raise InputError(f"treatment time is too long ago: the whole {protocol.key} protocol (last step "
+                         f"{_ago(now - last)} ago) is already past; check the date")
+
+
+def _ago(delta: timedelta) -> str:
+    return f"{delta.days} days" if delta.days >= 2 else f"{int(delta.total_seconds() // 3600)} hours"
 
 
 def enroll(session: Session, *, clinic_slug: str, first_name: str, phone: str, email: str | None = None,
@@ -119,7 +129,8 @@ def enroll(session: Session, *, clinic_slug: str, first_name: str, phone: str, e
     clinic = get_clinic(session, clinic_slug)
     request = validate_request(clinic, first_name=first_name, phone=phone, email=email, timezone=timezone,
                                language=language, treatment=treatment, treated_at=treated_at,
-                               sms_consent=sms_consent is not False, email_consent=email_consent is not False)
+                               sms_consent=sms_consent is not False, email_consent=email_consent is not False,
+                               now=now)
     patient = _find_or_create_patient(session, clinic, request)
     existing = _existing_enrollment(session, patient.id, request)
     changed = _record_consent(session, patient, sms=sms_consent, email=email_consent, fill_email=request.email,
@@ -128,7 +139,7 @@ def enroll(session: Session, *, clinic_slug: str, first_name: str, phone: str, e
         if changed and patient.sms_allowed:
             _unskip_sms(session, existing.id, now)
         return EnrollResult(existing, patient, _count_messages(session, existing.id), created=False,
-                            consent_changed=changed)
+                            consent_changed=changed, skipped=_skipped(session, existing.id))
     planned = replace(request, sms_consent=patient.sms_allowed, email=patient.email,
                       email_consent=patient.email_consent)
     try:
@@ -137,10 +148,11 @@ def enroll(session: Session, *, clinic_slug: str, first_name: str, phone: str, e
     except IntegrityError:
         # Someone enrolled the same session concurrently: theirs stands, ours changes nothing.
         existing = _existing_enrollment(session, patient.id, request)
-        return EnrollResult(existing, patient, _count_messages(session, existing.id), created=False)
+        return EnrollResult(existing, patient, _count_messages(session, existing.id), created=False,
+                            skipped=_skipped(session, existing.id))
     audit.record(session, actor=actor, action="enrollment.created", subject_type="enrollment",
                  subject_id=enrollment.id, treatment=request.treatment, scheduled=scheduled)
-    return EnrollResult(enrollment, patient, scheduled, created=True)
+    return EnrollResult(enrollment, patient, scheduled, created=True, skipped=_skipped(session, enrollment.id))
 
 
 def _find_or_create_patient(session: Session, clinic: Clinic, request: EnrollmentRequest) -> Patient:
@@ -249,6 +261,15 @@ def _channel_for(channel: str, request: EnrollmentRequest) -> tuple[str, str | N
             return Channel.SMS, None
         return (Channel.EMAIL, None) if email_ok else (Channel.SMS, "no_consent")
     return (Channel.EMAIL, None) if email_ok else (Channel.EMAIL, "no_email")
+
+
+def _skipped(session: Session, enrollment_id: int) -> tuple[dict[str, str], ...]:
+    """The enrollment's skipped reminders as ({"step": id, "reason": why}, ...), in the order they were due."""
+    query = (select(ScheduledMessage.step, ScheduledMessage.skip_reason)
+             .where(ScheduledMessage.enrollment_id == enrollment_id, ScheduledMessage.kind == MessageKind.REMINDER,
+                    ScheduledMessage.status == MessageStatus.SKIPPED)
+             .order_by(ScheduledMessage.planned_at, ScheduledMessage.id))
+    return tuple({"step": step, "reason": reason} for step, reason in session.execute(query))
 
 
 def _count_messages(session: Session, enrollment_id: int) -> int:
