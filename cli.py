@@ -251,7 +251,8 @@ def oncall_move(staff_id: int, position: int, as_json: bool) -> None:
 @click.option("--phone", required=True)
 @click.option("--email")
 @click.option("--timezone", help="IANA name; default: the clinic's")
-@click.option("--language", type=click.Choice(["en", "id"], case_sensitive=False), default="en", show_default=True)
+@click.option("--language", type=click.Choice(["en", "id"], case_sensitive=False), default=None,
+              help="en or id; default: as on file (en for a new patient)")
 @click.option("--treatment", required=True, help="See `aftercare protocols list`")
 @click.option("--treated-at", required=True, help="When the session took place (not ahead of now): ISO 8601 "
                                                   "with offset, e.g. 2026-11-25T14:30:00+07:00")
@@ -280,6 +281,9 @@ def enroll(as_json: bool, treated_at: str, **fields) -> None:
             emit(data["skipped"], as_json=False, columns=["step", "reason"], title="skipped steps")
     if oncall_warning:
         click.echo(f"warning: {oncall_warning}", err=True)
+    if data["differs"] and not as_json:
+        click.echo(f"note: the patient is on file with a different {', '.join(data['differs'])}; kept as on file "
+                   "(change it with `aftercare patient update`).", err=True)
     if data["sms"] != "allowed" and not as_json:
         why = "opted out (STOP)" if data["sms"] == "opted_out" else "gave no SMS consent"
         click.echo(f"note: no SMS will be sent: the patient {why}; --sms-consent records consent given again.",

@@ -411,3 +411,21 @@ def test_consent_given_again_for_a_session_already_planned_is_recorded_and_its_s
     assert again["created"] is False and again["consent_changed"] is True and again["sms"] == "allowed"
     assert again["scheduled"] > 0
     assert cli_json("dispatch", "--once")["sent"] >= 1
+
+
+def test_re_enrolling_a_known_patient_with_other_details_says_what_differs(env):
+    add_clinic(quiet_hours="00:00-00:00")
+    first = cli_json("enroll", "--clinic", "glow", "--first-name", "Sari", "--phone", PHONE, "--email",
+                     "sari@example.com", "--language", "id", "--treatment", "chemical-peel", "--treated-at",
+                     _ago(hours=2))
+    assert first["differs"] == []
+    same = cli_json("enroll", "--clinic", "glow", "--first-name", "Sari", "--phone", PHONE, "--treatment",
+                    "microneedling", "--treated-at", _ago(hours=1))
+    assert same["differs"] == []  # nothing given, nothing differs: as on file
+    human = run_cli("enroll", "--clinic", "glow", "--first-name", "Sari", "--phone", PHONE, "--email",
+                    "sari.new@example.com", "--language", "en", "--treatment", "dermal-filler", "--treated-at",
+                    _ago(minutes=30))
+    assert human.exit_code == 0 and "different email, language" in human.stderr
+    with session_scope() as session:
+        patient = session.get(Patient, first["patient_id"])
+        assert (patient.email, patient.language) == ("sari@example.com", "id")

@@ -20,7 +20,9 @@ class EnrollmentIn(BaseModel):
     email: str | None = Field(default=None, max_length=254)
     timezone: str | None = Field(default=None, max_length=64,
                                  description="IANA name, e.g. Asia/Jakarta; default: the clinic's")
-    language: str = Field(default="en", max_length=16, description="Language of the messages: en or id")
+    language: str | None = Field(default=None, max_length=16,
+                                 description="Language of the messages: en or id; default: as on file (en for a new "
+                                             "patient)")
     treatment: str = Field(max_length=64, description="A protocol key, e.g. dermal-filler (`aftercare protocols "
                                                       "list`)")
     treated_at: str = Field(max_length=64, description="ISO 8601 with a UTC offset, e.g. 2026-11-25T14:30:00+07:00",

@@ -53,14 +53,17 @@ class EnrollResult:
     created: bool
     consent_changed: bool = False
     skipped: tuple[dict[str, str], ...] = ()
+    differs: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """`sms`: whether SMS will reach the patient ("allowed", or why not: "opted_out", "no_consent");
         `consent_changed`: this call recorded a consent answer that differed from the one on file;
-        `skipped`: the steps that will not be sent, in protocol order, as [{"step": id, "reason": "stale"}]."""
+        `skipped`: the steps that will not be sent, in protocol order, as [{"step": id, "reason": "stale"}];
+        `differs`: the details given that differ from those on file for a known patient (kept as on file: change
+        them with `aftercare patient update`), e.g. ["email", "language"]."""
         return {"enrollment_id": self.enrollment.id, "patient_id": self.patient.id, "scheduled": self.scheduled,
                 "created": self.created, "sms": _sms_state(self.patient), "consent_changed": self.consent_changed,
-                "skipped": [dict(item) for item in self.skipped]}
+                "skipped": [dict(item) for item in self.skipped], "differs": list(self.differs)}
 
 
 def _sms_state(patient: Patient) -> str:
@@ -116,7 +119,7 @@ def _ago(delta: timedelta) -> str:
 
 
 def enroll(session: Session, *, clinic_slug: str, first_name: str, phone: str, email: str | None = None,
-           timezone: str | None = None, language: str = "en", treatment: str, treated_at: datetime,
+           timezone: str | None = None, language: str | None = None, treatment: str, treated_at: datetime,
            sms_consent: bool | None = None, email_consent: bool | None = None, now: datetime | None = None,
            actor: str = "cli") -> EnrollResult:
     """Enroll a patient (found by clinic, phone and first name; created if new) for one treatment session.
@@ -128,10 +131,13 @@ def enroll(session: Session, *, clinic_slug: str, first_name: str, phone: str, e
     now = now or utcnow()
     clinic = get_clinic(session, clinic_slug)
     request = validate_request(clinic, first_name=first_name, phone=phone, email=email, timezone=timezone,
-                               language=language, treatment=treatment, treated_at=treated_at,
+                               language=language or "en", treatment=treatment, treated_at=treated_at,
                                sms_consent=sms_consent is not False, email_consent=email_consent is not False,
                                now=now)
-    patient = _find_or_create_patient(session, clinic, request)
+    patient, new = _find_or_create_patient(session, clinic, request)
+    given = {"email": request.email, "language": language and request.language,
+             "timezone": timezone and request.timezone}
+    differs = () if new else tuple(f for f, value in given.items() if value and getattr(patient, f) not in (None, value))
     existing = _existing_enrollment(session, patient.id, request)
     changed = _record_consent(session, patient, sms=sms_consent, email=email_consent, fill_email=request.email,
                               actor=actor)
@@ -139,7 +145,7 @@ def enroll(session: Session, *, clinic_slug: str, first_name: str, phone: str, e
         if changed and patient.sms_allowed:
             _unskip_sms(session, existing.id, now)
         return EnrollResult(existing, patient, _count_messages(session, existing.id), created=False,
-                            consent_changed=changed, skipped=_skipped(session, existing.id))
+                            consent_changed=changed, skipped=_skipped(session, existing.id), differs=differs)
     planned = replace(request, sms_consent=patient.sms_allowed, email=patient.email,
                       email_consent=patient.email_consent)
     try:
@@ -152,17 +158,19 @@ def enroll(session: Session, *, clinic_slug: str, first_name: str, phone: str, e
                             skipped=_skipped(session, existing.id))
     audit.record(session, actor=actor, action="enrollment.created", subject_type="enrollment",
                  subject_id=enrollment.id, treatment=request.treatment, scheduled=scheduled)
-    return EnrollResult(enrollment, patient, scheduled, created=True, skipped=_skipped(session, enrollment.id))
+    return EnrollResult(enrollment, patient, scheduled, created=True, skipped=_skipped(session, enrollment.id),
+                        differs=differs)
 
 
-def _find_or_create_patient(session: Session, clinic: Clinic, request: EnrollmentRequest) -> Patient:
-    """The clinic's patient with this phone and first name (a family phone carries several people), or a new one.
-    Two enrollments of one new patient at once make one patient: the loser of the insert race finds the winner's."""
+def _find_or_create_patient(session: Session, clinic: Clinic, request: EnrollmentRequest) -> tuple[Patient, bool]:
+    """(patient, created): the clinic's patient with this phone and first name (a family phone carries several
+    people), or a new one. Two enrollments of one new patient at once make one patient: the loser of the insert race
+    finds the winner's."""
     query = select(Patient).where(Patient.clinic_id == clinic.id, Patient.phone == request.phone,
                                   Patient.name_key == Patient.key_for(request.first_name))
     patient = session.scalar(query)
     if patient is not None:
-        return patient
+        return patient, False
     patient = Patient(clinic_id=clinic.id, phone=request.phone, first_name=request.first_name,
                       email=request.email, timezone=request.timezone, language=request.language,
                       sms_consent=request.sms_consent, email_consent=request.email_consent)
@@ -171,8 +179,8 @@ def _find_or_create_patient(session: Session, clinic: Clinic, request: Enrollmen
             session.add(patient)
             session.flush()
     except IntegrityError:
-        return session.scalars(query).one()
-    return patient
+        return session.scalars(query).one(), False
+    return patient, True
 
 
 def _record_consent(session: Session, patient: Patient, *, sms: bool | None, email: bool | None,
