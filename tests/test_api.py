@@ -189,7 +189,7 @@ def test_idempotent_replay_returns_the_stored_answer(glow_any):
     first = glow.enroll(BODY, idem=key)
     assert first.status_code == 201
     # Same values in another order, with a default spelled out: the same body.
-    replay = glow.enroll({"language": "en", **dict(reversed(list(BODY.items()))), "email": None}, idem=key)
+    replay = glow.enroll({"language": None, **dict(reversed(list(BODY.items()))), "email": None}, idem=key)
     assert replay.status_code == 201 and replay.json() == first.json()
     assert replay.headers["Location"] == first.headers["Location"]
     assert replay.headers["Idempotent-Replayed"] == "true"
@@ -259,7 +259,7 @@ CLI_FLAGS = {"first_name": "--first-name", "phone": "--phone", "email": "--email
 @pytest.mark.parametrize("change", [
     {"phone": "12"}, {"phone": "+62 555"}, {"phone": "6.28123E+11"}, {"phone": "not a phone"},
     {"timezone": "Mars/Olympus"}, {"timezone": "../etc/passwd"},
-    {"treatment": "botox"}, {"treatment": "DERMAL-FILLER"},
+    {"treatment": "botox"}, {"treatment": "dermal filler"},
     {"first_name": "   "}, {"first_name": "A" * 101}, {"first_name": "Ay\u202eu"},
     {"email": "not-an-email"}, {"email": "a@b"},
     {"treated_at": "2026-11-25T10:00:00"}, {"treated_at": "tomorrow"}, {"treated_at": "2026-13-01T10:00+07:00"},

@@ -77,7 +77,7 @@ def validate_request(clinic: Clinic, *, first_name: str, phone: str, email: str 
                      email_consent: bool = True, now: datetime | None = None) -> EnrollmentRequest:
     """Check everything before anything is written, so bad input never leaves half an enrollment. Treatment keys
     and languages are taken in any case ("Dermal-Filler", "ID")."""
-    language, treatment = (language or "").lower(), treatment.lower()
+    language, treatment = (language or "").strip().lower(), treatment.lower()
     if language not in LANGUAGES:
         raise InputError(f"unknown language {language[:16]!r}; choose one of: {', '.join(LANGUAGES)}")
     try:
