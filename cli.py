@@ -6,7 +6,7 @@ import sys
 from datetime import datetime
 
 import click
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 
 from aftercare.config import ConfigError
 from aftercare.errors import AftercareError
@@ -30,6 +30,14 @@ class AftercareGroup(click.Group):
             if problem is None:
                 raise
             click.echo(f"error: {problem}", err=True)
+            sys.exit(1)
+        except (NoSuchModuleError, ArgumentError):
+            click.echo("error: AFTERCARE_DATABASE_URL is not a database URL this version can use "
+                       "(postgresql://... or sqlite:///...)", err=True)
+            sys.exit(1)
+        except (NotADirectoryError, PermissionError, FileExistsError) as exc:
+            # The data folder (AFTERCARE_HOME) cannot be made or written: say which setting, not a traceback.
+            click.echo(f"error: cannot use the data folder {exc.filename} (AFTERCARE_HOME): {exc.strerror}", err=True)
             sys.exit(1)
 
 

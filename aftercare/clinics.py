@@ -198,11 +198,12 @@ def oncall_list(session: Session, clinic_id: int, *, include_inactive: bool = Fa
 
 
 def no_oncall_warning(session: Session, clinic: Clinic) -> str | None:
-    """One line when nobody active is on the clinic's on-call list (an emergency reply would page no one)."""
+    """One line when nobody active is on the clinic's on-call list (an emergency reply would page only the clinic's
+    own phone)."""
     if oncall_list(session, clinic.id):
         return None
-    return (f"clinic {clinic.slug!r} has no active on-call staff: emergencies will page nobody; add someone with "
-            f"`aftercare oncall add --clinic {clinic.slug}`")
+    return (f"clinic {clinic.slug!r} has no active on-call staff: emergencies will page only the clinic's own "
+            f"phone; add someone with `aftercare oncall add --clinic {clinic.slug}`")
 
 
 def get_oncall(session: Session, staff_id: int) -> OnCallStaff:

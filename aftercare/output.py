@@ -29,7 +29,8 @@ def _cell(value: Any) -> Text:
 def print_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], *, title: str | None = None) -> None:
     table = Table(title=title, show_lines=False)
     for column in columns:
-        table.add_column(column)
+        # fold, never "…": a page code, a phone or an id cut short on a narrow terminal is a wrong one.
+        table.add_column(column, overflow="fold")
     count = 0
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
@@ -44,7 +45,7 @@ def print_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], *, title
 def print_fields(data: dict[str, Any], *, title: str | None = None) -> None:
     table = Table(title=title, show_header=False)
     table.add_column("field", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     for key, value in data.items():
         table.add_row(key, _cell(value))
     Console().print(table)

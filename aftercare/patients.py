@@ -36,6 +36,7 @@ from aftercare.models import (
     utcnow,
 )
 from aftercare.protocols import LANGUAGES
+from aftercare.schedule.enrollment import resume_skipped
 from aftercare.views import iso, patient_timeline
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,8 @@ def update_patient(session: Session, patient_id: int, *, first_name: str | None 
                              f"patient {patient_id} is unchanged") from None
     audit.record(session, actor=actor, action="patient.updated", subject_type="patient", subject_id=patient.id,
                  fields=changed)
+    if "email" in changed:
+        resume_skipped(session, patient, utcnow())  # email steps skipped for want of an address go after all
     log.info("patient %s updated: %s", patient.id, ", ".join(changed))
     return patient, changed
 
@@ -208,6 +211,8 @@ def set_consent(session: Session, patient_id: int, *, sms: bool | None, email: b
     for action, details in actions:
         audit.record(session, actor=by, action=action, subject_type="patient", subject_id=patient.id,
                      source="cli", **details)
+    if actions:
+        resume_skipped(session, patient, utcnow())
     return patient, [action for action, _ in actions]
 
 

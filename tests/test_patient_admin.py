@@ -232,3 +232,34 @@ def test_forgetting_one_of_a_shared_phone_keeps_the_others_replies_and_phone(env
     assert bodies == ["Sari: all good, thanks"]
     [only] = cli_json("patient", "show", PHONE)["patients"]
     assert only["patient"]["id"] == sari
+
+
+def test_an_email_added_later_brings_back_the_email_steps_skipped_for_want_of_one(env):
+    from datetime import UTC, datetime, timedelta
+
+    from tests.cli_helpers import add_clinic, cli_json
+
+    add_clinic(quiet_hours="none")
+    treated = (datetime.now(UTC) - timedelta(minutes=20)).replace(microsecond=0).isoformat()
+    enrolled = cli_json("enroll", "--clinic", "glow", "--first-name", "Putri", "--phone", "+6281244446666",
+                        "--treatment", "mesotherapy", "--treated-at", treated)
+    emails = [m for m in cli_json("schedule", "list", "--enrollment", str(enrolled["enrollment_id"]))
+              if m["channel"] == "email"]
+    assert emails and {m["reason"] for m in emails} == {"no_email"}
+    cli_json("patient", "update", str(enrolled["patient_id"]), "--email", "putri@example.com")
+    again = [m for m in cli_json("schedule", "list", "--enrollment", str(enrolled["enrollment_id"]))
+             if m["channel"] == "email"]
+    assert {m["status"] for m in again} == {"scheduled"}
+
+
+def test_a_bad_data_folder_or_database_url_is_one_line(tmp_path, monkeypatch):
+    from tests.cli_helpers import run_cli
+    from tests.conftest import configure
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for key, value in (("home", blocker / "sub"), ("database_url", "bogus://x")):
+        configure(monkeypatch, **{key: value})
+        result = run_cli("clinic", "list")
+        assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        monkeypatch.delenv(f"AFTERCARE_{key.upper()}")

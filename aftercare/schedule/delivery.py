@@ -265,7 +265,7 @@ def decide(row: ScheduledMessage, *, held: set[int], settings: Settings, now: da
     if row.channel == Channel.SMS and not patient.sms_allowed:
         return Decision(status=MessageStatus.SKIPPED, reason="opted_out")
     if row.channel == Channel.EMAIL and not patient.email_allowed:
-        return Decision(status=MessageStatus.SKIPPED, reason="no_email_consent")
+        return Decision(status=MessageStatus.SKIPPED, reason="no_email_consent" if patient.email else "no_email")
     return Decision(message=_patient_message(row, patient, settings))
 
 

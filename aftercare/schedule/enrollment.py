@@ -139,11 +139,12 @@ def enroll(session: Session, *, clinic_slug: str, first_name: str, phone: str, e
              "timezone": timezone and request.timezone}
     differs = () if new else tuple(f for f, value in given.items() if value and getattr(patient, f) not in (None, value))
     existing = _existing_enrollment(session, patient.id, request)
+    email_added = bool(request.email) and not patient.email
     changed = _record_consent(session, patient, sms=sms_consent, email=email_consent, fill_email=request.email,
                               actor=actor)
+    if changed or email_added:
+        resume_skipped(session, patient, now)
     if existing is not None:
-        if changed and patient.sms_allowed:
-            _unskip_sms(session, existing.id, now)
         return EnrollResult(existing, patient, _count_messages(session, existing.id), created=False,
                             consent_changed=changed, skipped=_skipped(session, existing.id), differs=differs)
     planned = replace(request, sms_consent=patient.sms_allowed, email=patient.email,
@@ -205,14 +206,24 @@ def _record_consent(session: Session, patient: Patient, *, sms: bool | None, ema
     return (patient.sms_allowed, patient.email_consent) != before
 
 
-def _unskip_sms(session: Session, enrollment_id: int, now: datetime) -> None:
-    """Consent given again for a session already planned: its SMS skipped for want of consent go after all, those
-    still worth sending (fresh)."""
-    session.execute(update(ScheduledMessage).where(
-        ScheduledMessage.enrollment_id == enrollment_id, ScheduledMessage.channel == Channel.SMS,
-        ScheduledMessage.status == MessageStatus.SKIPPED, ScheduledMessage.skip_reason.in_(["no_consent", "opted_out"]),
-        ScheduledMessage.fresh_until > now).values(status=MessageStatus.SCHEDULED, skip_reason=None, skipped_at=None,
-                                                   updated_at=now))
+# Why a message planned for a channel was skipped because the patient could not be reached on it then.
+_UNREACHABLE = {Channel.SMS: ("no_consent", "opted_out"), Channel.EMAIL: ("no_email", "no_email_consent")}
+
+
+def resume_skipped(session: Session, patient: Patient, now: datetime) -> int:
+    """The patient can now be reached where they could not (consent given again, an email added): the messages of
+    their active enrollments skipped for that, still worth sending (fresh), are scheduled again. Returns how many."""
+    channels = [c for c, ok in ((Channel.SMS, patient.sms_allowed), (Channel.EMAIL, patient.email_allowed)) if ok]
+    resumed = 0
+    active = select(Enrollment.id).where(Enrollment.patient_id == patient.id,
+                                         Enrollment.status != EnrollmentStatus.CANCELLED)
+    for channel in channels:
+        resumed += session.execute(update(ScheduledMessage).where(
+            ScheduledMessage.enrollment_id.in_(active), ScheduledMessage.channel == channel,
+            ScheduledMessage.status == MessageStatus.SKIPPED,
+            ScheduledMessage.skip_reason.in_(_UNREACHABLE[channel]), ScheduledMessage.fresh_until > now)
+            .values(status=MessageStatus.SCHEDULED, skip_reason=None, skipped_at=None, updated_at=now)).rowcount
+    return resumed
 
 
 def _existing_enrollment(session: Session, patient_id: int, request: EnrollmentRequest) -> Enrollment | None:
