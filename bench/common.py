@@ -15,17 +15,17 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import redis
 from rich.table import Table
 
 from aftercare.migrate import upgrade
 from tests.conftest import create_pg_database, drop_pg_database
+from tests.faults.harness import PrivateRedis
 from tests.processes import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 # A Redis database of its own: the benchmarks flush it, and nothing else lives there.
-REDIS_URL = os.environ.get("AFTERCARE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_URL = os.environ.get("AFTERCARE_BENCH_REDIS_URL", "")
 
 
 @dataclass
@@ -120,14 +120,18 @@ def pg_database(prefix: str) -> Iterator[str]:
 
 
 @contextmanager
-def redis_db(url: str = REDIS_URL) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    try:
-        yield client
-    finally:
-        client.flushdb()
-        client.close()
+def private_redis() -> Iterator[str]:
+    """A redis-server of the benchmark's own on a free port (the machine's Redis is shared: never flushed here);
+    yields its URL, or AFTERCARE_BENCH_REDIS_URL when that is set (the operator's own, used as it is)."""
+    if os.environ.get("AFTERCARE_BENCH_REDIS_URL"):
+        yield REDIS_URL
+        return
+    with tempfile.TemporaryDirectory(prefix="aftercare-bench-redis-") as folder:
+        server = PrivateRedis(Path(folder)).start()
+        try:
+            yield server.url
+        finally:
+            server.kill()
 
 
 @contextmanager

@@ -36,7 +36,7 @@ from bench.common import (
     metric,
     pg_database,
     postgres_backend_of,
-    redis_db,
+    private_redis,
     running,
     scratch_home,
     shared_redis,
@@ -69,7 +69,8 @@ def run(*, quick: bool) -> Result:
     concurrency = int(env_number("BENCH_WORKER_CONCURRENCY", os.cpu_count() or 2))
     result = Result("dispatch", details={"messages": count, "worker_concurrency": concurrency, "pool": "prefork",
                                          "settings": knobs})
-    with scratch_home() as home, redis_db():
+    global REDIS_URL  # the broker of this run: a redis-server of the benchmark's own (bench/common.private_redis)
+    with scratch_home() as home, private_redis() as REDIS_URL:
         noop = measure_noop(count, WARM_UP[quick], concurrency=concurrency, home=home, knobs=knobs)
         ours = measure_ours(count, WARM_UP[quick], concurrency=concurrency, home=home, knobs=knobs)
     result.details.update(noop=noop, ours=ours)

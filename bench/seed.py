@@ -44,9 +44,9 @@ def add_clinic(conn: psycopg.Connection, *, slug: str = "bench", quiet_hours: st
 def add_enrolled_patients(conn: psycopg.Connection, clinic_id: int, count: int) -> None:
     """`count` patients (phones patient_phone(1..count)), each with one active enrollment."""
     conn.execute(
-        "INSERT INTO patients (clinic_id, first_name, phone, timezone, language, sms_consent, email_consent, "
-        "created_at) SELECT %s, 'Pat' || g, '+62812' || lpad(g::text, 8, '0'), 'Asia/Jakarta', 'en', true, true, "
-        "now() FROM generate_series(1, %s) g", (clinic_id, count))
+        "INSERT INTO patients (clinic_id, first_name, name_key, phone, timezone, language, sms_consent, "
+        "email_consent, created_at) SELECT %s, 'Pat' || g, 'pat' || g, '+62812' || lpad(g::text, 8, '0'), "
+        "'Asia/Jakarta', 'en', true, true, now() FROM generate_series(1, %s) g", (clinic_id, count))
     conn.execute(
         "INSERT INTO enrollments (patient_id, clinic_id, treatment, protocol_version, treated_at, status, "
         "created_at, updated_at) SELECT id, clinic_id, %s, %s, now() - interval '1 day', 'active', now(), now() "
