@@ -35,8 +35,7 @@ from aftercare.models import (
     ScheduledMessage,
     utcnow,
 )
-from aftercare.protocols import LANGUAGES
-from aftercare.schedule.enrollment import resume_skipped
+from aftercare.schedule.enrollment import check_language, resume_skipped
 from aftercare.views import iso, patient_timeline
 
 log = logging.getLogger(__name__)
@@ -146,7 +145,7 @@ def update_patient(session: Session, patient_id: int, *, first_name: str | None 
     if email is not None:
         wanted["email"] = normalize_email(email)
     if language is not None:
-        wanted["language"] = _check_language(language)
+        wanted["language"] = check_language(language)
     if timezone is not None:
         check_timezone(timezone)
         wanted["timezone"] = timezone
@@ -170,13 +169,6 @@ def update_patient(session: Session, patient_id: int, *, first_name: str | None 
         resume_skipped(session, patient, utcnow())  # email steps skipped for want of an address go after all
     log.info("patient %s updated: %s", patient.id, ", ".join(changed))
     return patient, changed
-
-
-def _check_language(language: str) -> str:
-    value = language.strip().casefold()
-    if value not in LANGUAGES:
-        raise InputError(f"unknown language {language[:16]!r}; choose one of: {', '.join(LANGUAGES)}")
-    return value
 
 
 def _check_unique(session: Session, patient: Patient, phone: str, first_name: str) -> None:

@@ -72,18 +72,29 @@ def _sms_state(patient: Patient) -> str:
     return "allowed" if patient.sms_consent else "no_consent"
 
 
+def check_language(language: str | None) -> str:
+    """The language code in lower case ("ID" -> "id"); InputError when it is not one we write in."""
+    value = (language or "").strip().lower()
+    if value not in LANGUAGES:
+        raise InputError(f"unknown language {value[:16]!r}; choose one of: {', '.join(LANGUAGES)}")
+    return value
+
+
+def check_treatment(treatment: str) -> Protocol:
+    """The care protocol of a treatment key (any case); InputError naming the known ones otherwise."""
+    try:
+        return load_protocol(treatment)
+    except ProtocolError as exc:
+        raise InputError(str(exc)) from None
+
+
 def validate_request(clinic: Clinic, *, first_name: str, phone: str, email: str | None, timezone: str | None,
                      language: str, treatment: str, treated_at: datetime, sms_consent: bool = True,
                      email_consent: bool = True, now: datetime | None = None) -> EnrollmentRequest:
     """Check everything before anything is written, so bad input never leaves half an enrollment. Treatment keys
     and languages are taken in any case ("Dermal-Filler", "ID")."""
-    language, treatment = (language or "").strip().lower(), treatment.lower()
-    if language not in LANGUAGES:
-        raise InputError(f"unknown language {language[:16]!r}; choose one of: {', '.join(LANGUAGES)}")
-    try:
-        protocol = load_protocol(treatment)
-    except ProtocolError as exc:
-        raise InputError(str(exc)) from None
+    language, protocol = check_language(language), check_treatment(treatment)
+    treatment = protocol.key
     timezone = timezone or clinic.timezone
     check_timezone(timezone)
     if treated_at.tzinfo is None:

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from aftercare.contact import check_timezone
 from aftercare.errors import InputError
 from aftercare.models import Channel, Clinic, Enrollment, Escalation, ScheduledMessage, utcnow
-from aftercare.protocols import LANGUAGES, ProtocolError, load_protocol, render, render_email
-from aftercare.schedule.enrollment import EnrollmentRequest, plan_messages
+from aftercare.protocols import render, render_email
+from aftercare.schedule.enrollment import EnrollmentRequest, check_language, check_treatment, plan_messages
 
 # Stand-ins for a preview without a clinic: the text shows where the clinic's own name and number go.
 _SAMPLE = {"first_name": "Ayu", "clinic_name": "Your Clinic", "clinic_phone": "+6281234567890"}
@@ -27,13 +27,7 @@ def preview(*, treatment: str, treated_at: datetime, timezone: str | None = None
     Each row: step, channel, due_at (UTC ISO), local_time ("2026-11-25 20:00 +07:00" in `timezone`; default: the
     clinic's zone, else the offset `treated_at` was given in), status ("scheduled" or "skipped"), reason
     ("stale" for a step already past), text (as rendered for the patient). Raises InputError."""
-    language = (language or "").strip().lower()
-    if language not in LANGUAGES:
-        raise InputError(f"unknown language {language[:16]!r}; choose one of: {', '.join(LANGUAGES)}")
-    try:
-        protocol = load_protocol(treatment)
-    except ProtocolError as exc:
-        raise InputError(str(exc)) from None
+    language, protocol = check_language(language), check_treatment(treatment)
     if treated_at.tzinfo is None:
         raise InputError("treatment time has no UTC offset")
     zone = timezone or (clinic.timezone if clinic else _zone_for_offset(treated_at))
