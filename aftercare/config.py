@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     dispatch_batch_size: int = Field(100, ge=1)
     dispatch_claim_limit: int = Field(2000, ge=1)
     claim_lease_seconds: int = Field(300, ge=10)
+    # A page held by a worker that died is claimed again after this: the on-call person hears within a minute.
+    page_lease_seconds: int = Field(30, ge=5, le=60)
     max_attempts: int = Field(6, ge=1)
     retry_base_seconds: float = Field(5.0, gt=0)
     sms_rate_per_second: float = Field(50.0, gt=0, description="Per sender number, shared by all workers")

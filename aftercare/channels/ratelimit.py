@@ -47,8 +47,18 @@ class RateLimitTimeout(Exception):
 
 
 class RateLimiter(Protocol):
+    def reserve(self, key: str, rate_per_second: float, count: int = 1, max_wait: float | None = None) -> float:
+        """Reserve the next `count` slots of `key` without waiting: returns the seconds until the first of them
+        (the others follow 1/rate apart); raise RateLimitTimeout (nothing reserved) when that is past max_wait."""
+
     def acquire(self, key: str, rate_per_second: float, count: int = 1, max_wait: float | None = None) -> None:
         """Block until `count` messages may go out from `key`; raise RateLimitTimeout past max_wait."""
+
+
+def _acquire(limiter: RateLimiter, key: str, rate_per_second: float, count: int, max_wait: float | None) -> None:
+    wait = limiter.reserve(key, rate_per_second, count, max_wait)
+    if wait > 0:
+        time.sleep(wait)
 
 
 class RedisRateLimiter:
@@ -58,14 +68,16 @@ class RedisRateLimiter:
         self.prefix = prefix
         self._script = self.redis.register_script(GCRA_LUA)
 
-    def acquire(self, key: str, rate_per_second: float, count: int = 1, max_wait: float | None = None) -> None:
+    def reserve(self, key: str, rate_per_second: float, count: int = 1, max_wait: float | None = None) -> float:
         interval_us = 1_000_000 / _positive(rate_per_second)
         max_wait_us = -1 if max_wait is None else max_wait * 1_000_000
         granted, wait_us = self._script(keys=[self.prefix + key], args=[interval_us, count, max_wait_us])
         if not granted:
             raise RateLimitTimeout(wait_us / 1_000_000)
-        if wait_us > 0:
-            time.sleep(wait_us / 1_000_000)
+        return max(0, wait_us) / 1_000_000
+
+    def acquire(self, key: str, rate_per_second: float, count: int = 1, max_wait: float | None = None) -> None:
+        _acquire(self, key, rate_per_second, count, max_wait)
 
 
 class LocalRateLimiter:
@@ -75,7 +87,7 @@ class LocalRateLimiter:
         self._lock = threading.Lock()
         self._next_free: dict[str, float] = {}
 
-    def acquire(self, key: str, rate_per_second: float, count: int = 1, max_wait: float | None = None) -> None:
+    def reserve(self, key: str, rate_per_second: float, count: int = 1, max_wait: float | None = None) -> float:
         interval = 1.0 / _positive(rate_per_second)
         with self._lock:
             now = time.monotonic()
@@ -84,8 +96,10 @@ class LocalRateLimiter:
             if max_wait is not None and wait > max_wait:
                 raise RateLimitTimeout(wait)
             self._next_free[key] = slot + interval * count
-        if wait > 0:
-            time.sleep(wait)
+        return wait
+
+    def acquire(self, key: str, rate_per_second: float, count: int = 1, max_wait: float | None = None) -> None:
+        _acquire(self, key, rate_per_second, count, max_wait)
 
 
 def _positive(rate: float) -> float:
@@ -117,3 +131,28 @@ def reset_rate_limiters() -> None:
 def sender_key(message: OutgoingMessage, settings: Settings) -> str:
     """The budget an SMS draws on: the from number it leaves by, or the messaging service choosing one."""
     return message.sender or settings.twilio_from or settings.twilio_messaging_service_sid or "default"
+
+
+class Pacer:
+    """One sender's share of the rate limit for a known list of sends: slots are reserved a block at a time (one
+    round trip to the shared schedule per block, not per message) and handed out 1/rate apart.
+    A block is at most a quarter second of the sender's rate, so a slow batch never hoards slots others need."""
+
+    BLOCK_SECONDS = 0.25
+
+    def __init__(self, limiter: RateLimiter, rate_per_second: float, remaining: dict[str, int]) -> None:
+        """`remaining`: how many sends each key (sender_key) has ahead in this list."""
+        self.limiter, self.rate, self.remaining = limiter, _positive(rate_per_second), dict(remaining)
+        self._slots: dict[str, tuple[float, int]] = {}  # key -> (monotonic time of the next slot, slots left)
+
+    def wait_turn(self, key: str) -> None:
+        """Sleep until this send's slot (reserving the next block when the last one is used up)."""
+        next_at, left = self._slots.get(key, (0.0, 0))
+        if left == 0:
+            block = max(1, min(self.remaining.get(key, 1), int(self.rate * self.BLOCK_SECONDS)))
+            next_at, left = time.monotonic() + self.limiter.reserve(key, self.rate, block), block
+        self.remaining[key] = self.remaining.get(key, 1) - 1
+        self._slots[key] = (next_at + 1.0 / self.rate, left - 1)
+        delay = next_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)

@@ -1,7 +1,9 @@
 """Delivering claimed messages: re-check each row just before sending, send, record the outcome at once.
 
-The outcome of every send is committed right after the provider answers, so the one window for a
-duplicate (the worker dies after the provider accepted and before the commit) stays a few milliseconds.
+A batch is loaded in one Core query (schedule/claimed.py), its sends share out the rate limit a block at a time
+(channels/ratelimit.Pacer), and accepted sends are recorded in group commits while the next ones go out
+(schedule/outcomes.py): the one window for a duplicate (the worker dies after the provider accepted and before
+the commit) stays about one commit long.
 """
 
 from __future__ import annotations
@@ -14,35 +16,34 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, select, update
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import case, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
 from aftercare import audit, metrics
 from aftercare.channels import get_channel
 from aftercare.channels.base import TIMEOUT_CODE, DeliveryError, OutgoingMessage
-from aftercare.channels.ratelimit import get_rate_limiter, sender_key
+from aftercare.channels.ratelimit import Pacer, get_rate_limiter, sender_key
 from aftercare.config import Settings, get_settings
 from aftercare.db import get_engine, session_factory
 from aftercare.inbound.status import apply_pending_statuses
 from aftercare.models import (
     AuditEntry,
     Channel,
-    Enrollment,
     EnrollmentStatus,
     Escalation,
     EscalationStatus,
     MessageKind,
     MessageStatus,
-    Patient,
-    PendingStatus,
     ReviewItem,
     ReviewStatus,
     ScheduledMessage,
     utcnow,
 )
 from aftercare.protocols import render, render_email
+from aftercare.schedule.claimed import ClaimedMessage, EnrollmentSnapshot, PatientSnapshot, load_claimed
 from aftercare.schedule.fallback import after_permanent_sms_failure, email_instead
+from aftercare.schedule.outcomes import OutcomeWriter, Sent, SentRecorder
 from aftercare.schedule.planner import QuietHours, next_allowed
 
 log = logging.getLogger(__name__)
@@ -64,31 +65,46 @@ def deliver_batch(ids: list[int], token: str, *, settings: Settings | None = Non
     """Deliver the rows of one claim. Returns counts by outcome (sent, failed, retry, skipped, ...)."""
     settings = settings or get_settings()
     now = utcnow()
-    with session_factory()() as session:
+    with get_engine().connect() as connection:
         # A task may have waited in the queue for a while: take the lease afresh before trusting the claim.
         # Only rows still carrying our token are renewed; a row another tick re-claimed is theirs now.
-        ids = renew_lease(session, ids, token, until=now + timedelta(seconds=settings.claim_lease_seconds))
-        rows = _load_claimed(session, ids, token)
-        held = _enrollments_under_escalation(session, {r.enrollment_id: r.enrollment.patient_id for r in rows
-                                                       if r.enrollment is not None})
-        settled = _settled_pages(session, rows)
-        pages = {row.id for row in rows if row.kind == MessageKind.PAGE}
-        decisions = [(row.id, decide(row, held=held, settings=settings, now=now) if row.id not in settled
-                      else Decision(status=MessageStatus.CANCELLED, reason="settled")) for row in rows]
+        ids = renew_lease(connection, ids, token, now=now, settings=settings)
+        rows = load_claimed(connection, ids, token)
+        held = _enrollments_under_escalation(connection, {r.enrollment_id: r.enrollment.patient_id for r in rows
+                                                          if r.enrollment is not None})
+        settled = _settled_pages(connection, rows)
+        connection.commit()
+    pages = {row.id for row in rows if row.kind == MessageKind.PAGE}
+    decisions = [(row.id, decide(row, held=held, settings=settings, now=now) if row.id not in settled
+                  else Decision(status=MessageStatus.CANCELLED, reason="settled")) for row in rows]
     counts: Counter = Counter()
-    to_send = [(row_id, d.message) for row_id, d in decisions if d.message is not None]
     with OutcomeWriter() as writer:
         for row_id, d in decisions:
             if d.message is None:
                 _finish_unsent(writer, row_id, token, d)
                 counts[str(d.status)] += 1
     _email_the_opted_out([row_id for row_id, d in decisions if d.reason == "opted_out"], now)
+    to_send = [(row_id, d.message) for row_id, d in decisions if d.message is not None]
     chunks = [to_send[i::settings.send_threads] for i in range(min(settings.send_threads, len(to_send)))]
-    for chunk_counts in _executor(settings).map(lambda chunk: _send_chunk(chunk, token, settings, pages), chunks):
-        counts.update(chunk_counts)
+    with SentRecorder(token, lambda group, pending: _after_recorded(group, pending, pages)) as recorder:
+        for chunk_counts in _executor(settings).map(
+                lambda chunk: _send_chunk(chunk, token, settings, recorder, pages=bool(pages)), chunks):
+            counts.update(chunk_counts)
     metrics.count_deliveries(counts)
     log.debug("batch of %d handled: %s", len(ids), dict(counts))
     return counts
+
+
+def _after_recorded(group: list[Sent], pending: set[str], pages: set[int]) -> None:
+    """Once sends are committed: apply status callbacks that came first, and audit each page that left."""
+    for sent in group:
+        if sent.provider_id in pending:
+            _apply_pending(sent.provider_id)
+        if sent.row_id in pages:
+            try:
+                _record_page_sent(sent.row_id)
+            except Exception:  # the page has left; the rest of the group must still be handled
+                log.exception("auditing page %s failed", sent.row_id)
 
 
 def _record_page_sent(row_id: int) -> None:
@@ -129,82 +145,35 @@ def _email_the_opted_out(row_ids: list[int], now: datetime) -> None:
         session.commit()
 
 
-def renew_lease(session: Session, ids: list[int], token: str, *, until: datetime) -> list[int]:
-    renewed = session.scalars(update(M).where(M.id.in_(ids), M.claim_token == token,
-                                              M.status == MessageStatus.CLAIMED)
-                              .values(claimed_until=until).returning(M.id)).all()
-    session.commit()
-    return list(renewed)
+def renew_lease(connection: Connection, ids: list[int], token: str, *, now: datetime, settings: Settings
+                ) -> list[int]:
+    """Extend the lease of the rows of `ids` still claimed under `token` (pages: AFTERCARE_PAGE_LEASE_SECONDS,
+    others AFTERCARE_CLAIM_LEASE_SECONDS from `now`); returns their ids."""
+    until = case((M.kind == MessageKind.PAGE, now + timedelta(seconds=settings.page_lease_seconds)),
+                 else_=now + timedelta(seconds=settings.claim_lease_seconds))
+    return list(connection.scalars(update(M).where(M.id.in_(ids), M.claim_token == token,
+                                                   M.status == MessageStatus.CLAIMED)
+                                   .values(claimed_until=until).returning(M.id)))
 
 
-def _send_chunk(items: list[tuple[int, OutgoingMessage]], token: str, settings: Settings, pages: set[int]) -> Counter:
-    """One thread's share of a batch, sent in order over one database connection held for the chunk; each of
-    `pages` (row ids) the provider accepted is audited at once.
-    A chunk slowed down (rate limit, provider latency) past half its lease renews each row before sending it,
-    so an expired lease can never let a second worker send the same row."""
-    lease = timedelta(seconds=settings.claim_lease_seconds)
+def _send_chunk(items: list[tuple[int, OutgoingMessage]], token: str, settings: Settings, recorder: SentRecorder,
+                *, pages: bool) -> Counter:
+    """One thread's share of a batch, sent in order, each accepted send handed to `recorder`.
+    The rate limit is reserved a block of sends at a time (channels.ratelimit.Pacer). A chunk slowed down (rate
+    limit, provider latency) past half its lease renews each row before sending it, so an expired lease can never
+    let a second worker send the same row."""
+    lease = timedelta(seconds=settings.page_lease_seconds if pages else settings.claim_lease_seconds)
     renew_after = utcnow() + lease / 2
+    senders = Counter(sender_key(m, settings) for _, m in items if m.channel == Channel.SMS)
+    pacer = Pacer(get_rate_limiter(settings), settings.sms_rate_per_second, senders)
     counts: Counter = Counter()
     with OutcomeWriter() as writer:
         for row_id, message in items:
             if utcnow() > renew_after and not writer.write(row_id, token, {"claimed_until": utcnow() + lease}):
                 counts["lost_claim"] += 1
                 continue
-            outcome = send_one(row_id, message, token=token, settings=settings, writer=writer)
-            counts[outcome] += 1
-            if outcome == "sent" and row_id in pages:
-                try:
-                    _record_page_sent(row_id)
-                except Exception:  # the page has left; the rest of the chunk must still go
-                    log.exception("auditing page %s failed", row_id)
+            counts[send_one(row_id, message, token=token, settings=settings, recorder=recorder, pacer=pacer)] += 1
     return counts
-
-
-class OutcomeWriter:
-    """Writes outcomes over one connection, one short transaction each, reconnecting if the server dropped it:
-    a message the provider accepted must be recorded, or its expired claim would send it again."""
-
-    attempts = 3
-
-    def __enter__(self) -> OutcomeWriter:
-        self.connection = get_engine().connect()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.connection.close()
-
-    def write(self, row_id: int, token: str, values: dict) -> bool:
-        """Update our claimed row; False when the claim is no longer ours."""
-        changed, _ = self._commit(row_id, token, values)
-        return changed
-
-    def write_sent(self, row_id: int, token: str, provider_id: str, values: dict) -> bool:
-        """Record a send, as write() does. Returns whether status callbacks for its SID came first and wait in
-        PendingStatus (looked up in the same transaction, so one stored before this commit is seen)."""
-        changed, pending = self._commit(row_id, token, values, also=select(PendingStatus.id).where(
-            PendingStatus.provider_sid == provider_id).limit(1))
-        return changed and pending is not None
-
-    def _commit(self, row_id: int, token: str, values: dict, also: Select | None = None) -> tuple[bool, object]:
-        statement = (update(M).where(M.id == row_id, M.claim_token == token, M.status == MessageStatus.CLAIMED)
-                     .values(**values))
-        for attempt in range(1, self.attempts + 1):
-            try:
-                result = self.connection.execute(statement)
-                extra = self.connection.execute(also).scalar() if also is not None else None
-                self.connection.commit()
-                return result.rowcount == 1, extra
-            except DBAPIError:
-                if attempt == self.attempts:
-                    raise
-                self._reconnect()  # the statement is idempotent: only our claim token can match
-        return False, None
-
-    def _reconnect(self) -> None:
-        try:
-            self.connection.close()
-        finally:
-            self.connection = get_engine().connect()
 
 
 def _executor(settings: Settings) -> ThreadPoolExecutor:
@@ -214,22 +183,13 @@ def _executor(settings: Settings) -> ThreadPoolExecutor:
     return _pool
 
 
-def _load_claimed(session: Session, ids: list[int], token: str) -> list[ScheduledMessage]:
-    query = (
-        select(M)
-        .where(M.id.in_(ids), M.claim_token == token, M.status == MessageStatus.CLAIMED)
-        .options(selectinload(M.enrollment).joinedload(Enrollment.patient).joinedload(Patient.clinic))
-    )
-    return list(session.scalars(query))
-
-
-def _enrollments_under_escalation(session: Session, patients: dict[int, int]) -> set[int]:
+def _enrollments_under_escalation(connection: Connection, patients: dict[int, int]) -> set[int]:
     """Of `patients` ({enrollment id: patient id}), the enrollments an escalation no clinician has looked at yet
     names, by its enrollment or its patient, or among every treatment or candidate it lists: their reminders wait.
     Open escalations are few, so they are read whole and matched here (JSON containment differs per backend)."""
     if not patients:
         return set()
-    open_ones = session.execute(select(Escalation.enrollment_id, Escalation.enrollment_ids, Escalation.patient_id,
+    open_ones = connection.execute(select(Escalation.enrollment_id, Escalation.enrollment_ids, Escalation.patient_id,
                                        Escalation.patient_ids).where(Escalation.status == EscalationStatus.OPEN))
     named_enrollments: set[int] = set()
     named_patients: set[int] = set()
@@ -239,19 +199,19 @@ def _enrollments_under_escalation(session: Session, patients: dict[int, int]) ->
     return {e for e, p in patients.items() if e in named_enrollments or p in named_patients}
 
 
-def _settled_pages(session: Session, rows: list[ScheduledMessage]) -> set[int]:
+def _settled_pages(connection: Connection, rows: list[ClaimedMessage]) -> set[int]:
     """Pages queued before someone acknowledged their escalation or read their review item: nobody needs them."""
     pages = [r for r in rows if r.kind == MessageKind.PAGE]
     escalations = {r.escalation_id for r in pages if r.escalation_id}
     reviews = {r.review_item_id for r in pages if r.review_item_id}
-    closed_escalations = set(session.scalars(select(Escalation.id).where(
+    closed_escalations = set(connection.scalars(select(Escalation.id).where(
         Escalation.id.in_(escalations), Escalation.status != EscalationStatus.OPEN))) if escalations else set()
-    closed_reviews = set(session.scalars(select(ReviewItem.id).where(
+    closed_reviews = set(connection.scalars(select(ReviewItem.id).where(
         ReviewItem.id.in_(reviews), ReviewItem.status != ReviewStatus.OPEN))) if reviews else set()
     return {r.id for r in pages if r.escalation_id in closed_escalations or r.review_item_id in closed_reviews}
 
 
-def decide(row: ScheduledMessage, *, held: set[int], settings: Settings, now: datetime) -> Decision:
+def decide(row: ClaimedMessage, *, held: set[int], settings: Settings, now: datetime) -> Decision:
     if row.kind == MessageKind.PAGE:
         return _page_decision(row, settings)
     enrollment = row.enrollment
@@ -269,7 +229,7 @@ def decide(row: ScheduledMessage, *, held: set[int], settings: Settings, now: da
     return Decision(message=_patient_message(row, patient, settings))
 
 
-def _reminder_hold(row: ScheduledMessage, enrollment: Enrollment, patient: Patient, *, held: bool,
+def _reminder_hold(row: ClaimedMessage, enrollment: EnrollmentSnapshot, patient: PatientSnapshot, *, held: bool,
                    now: datetime) -> Decision | None:
     """The re-check before a reminder goes: still wanted, still fresh, and (unless safety-critical) not in the
     patient's quiet hours."""
@@ -289,7 +249,7 @@ def _reminder_hold(row: ScheduledMessage, enrollment: Enrollment, patient: Patie
     return None
 
 
-def _patient_message(row: ScheduledMessage, patient: Patient, settings: Settings) -> OutgoingMessage:
+def _patient_message(row: ClaimedMessage, patient: PatientSnapshot, settings: Settings) -> OutgoingMessage:
     clinic = patient.clinic
     values = {"first_name": patient.first_name, "clinic_name": clinic.name, "clinic_phone": clinic.phone}
     if row.channel == Channel.EMAIL:
@@ -303,7 +263,7 @@ def _patient_message(row: ScheduledMessage, patient: Patient, settings: Settings
                            unconfirmed_since=_unconfirmed_since(row))
 
 
-def _page_decision(row: ScheduledMessage, settings: Settings) -> Decision:
+def _page_decision(row: ClaimedMessage, settings: Settings) -> Decision:
     """Pages ignore quiet hours and consent: they go to the clinic's own staff about a patient's safety."""
     if not row.recipient:
         return Decision(status=MessageStatus.SKIPPED, reason="no_recipient")
@@ -316,7 +276,7 @@ def _page_decision(row: ScheduledMessage, settings: Settings) -> Decision:
                                             unconfirmed_since=_unconfirmed_since(row)))
 
 
-def _unconfirmed_since(row: ScheduledMessage) -> datetime | None:
+def _unconfirmed_since(row: ClaimedMessage | ScheduledMessage) -> datetime | None:
     """When the last try timed out after handing the message over, the time of that hand-over (kept in sent_at)."""
     return row.sent_at if row.error_code == TIMEOUT_CODE else None
 
@@ -337,13 +297,14 @@ def _finish_unsent(writer: OutcomeWriter, row_id: int, token: str, decision: Dec
     writer.write(row_id, token, values)
 
 
-def send_one(row_id: int, message: OutgoingMessage, *, token: str, settings: Settings,
-             writer: OutcomeWriter) -> str:
-    """Send one message and record what happened. Returns the outcome name for counting."""
+def send_one(row_id: int, message: OutgoingMessage, *, token: str, settings: Settings, recorder: SentRecorder,
+             pacer: Pacer) -> str:
+    """Send one message (an SMS waits for its rate-limit slot from `pacer`); an accepted one is handed to
+    `recorder`, a failure recorded at once. Returns the outcome name for counting."""
     attempted_at = utcnow()
     try:
         if message.channel == Channel.SMS:
-            get_rate_limiter(settings).acquire(sender_key(message, settings), settings.sms_rate_per_second)
+            pacer.wait_turn(sender_key(message, settings))
         attempted_at = utcnow()
         receipt = get_channel(message.channel, settings).send(message)
     except DeliveryError as error:
@@ -352,12 +313,7 @@ def send_one(row_id: int, message: OutgoingMessage, *, token: str, settings: Set
         log.error("unexpected %s sending message %s", type(exc).__name__, row_id)
         return _record_failure(row_id, message, DeliveryError("unexpected error", permanent=False), token=token,
                                settings=settings, attempted_at=attempted_at)
-    now = utcnow()
-    pending = writer.write_sent(row_id, token, receipt.provider_id, {
-        "status": MessageStatus.SENT, "provider_id": receipt.provider_id, "sent_at": now, "updated_at": now,
-        "claimed_until": None, "error": None, "error_code": None})
-    if pending:
-        _apply_pending(receipt.provider_id)
+    recorder.add(row_id, receipt.provider_id, utcnow())
     log.debug("message %s sent via %s", row_id, message.channel)
     return "sent"
 

@@ -27,7 +27,7 @@ def tick(enqueue: Enqueue, *, settings: Settings | None = None) -> dict[str, int
     paged = _sweep_escalations()
     with session_factory()() as session:
         pages = claim_due_messages(session, limit=settings.dispatch_claim_limit,
-                                   lease_seconds=settings.claim_lease_seconds, pages=True)
+                                   lease_seconds=settings.page_lease_seconds, pages=True)
         if pages.ids:
             enqueue(pages.ids, pages.token, urgent=True)
         budget = settings.dispatch_claim_limit - in_flight(session)
