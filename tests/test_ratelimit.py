@@ -14,6 +14,7 @@ import redis
 from aftercare.channels.base import OutgoingMessage
 from aftercare.channels.ratelimit import (
     LocalRateLimiter,
+    Pacer,
     RateLimiter,
     RateLimitTimeout,
     RedisRateLimiter,
@@ -147,3 +148,51 @@ def test_sender_key_is_the_from_number_or_the_messaging_service(tmp_path):
     override = OutgoingMessage(message_id=1, channel="sms", to="+62811", body="hi", sender="+15005550001")
     assert sender_key(override, Settings(home=tmp_path, twilio_from="+15005550006")) == "+15005550001"
     assert sender_key(message, Settings(home=tmp_path, twilio_messaging_service_sid="MG1")) == "MG1"
+
+
+class CountingLimiter:
+    """A real limiter that also counts its round trips to the shared schedule."""
+
+    def __init__(self, inner: RateLimiter) -> None:
+        self.inner, self.reserves = inner, []
+
+    def reserve(self, key: str, rate_per_second: float, count: int = 1, max_wait: float | None = None) -> float:
+        self.reserves.append((key, count))
+        return self.inner.reserve(key, rate_per_second, count, max_wait)
+
+
+@pytest.mark.parametrize("make", [local_limiter, redis_limiter])
+def test_a_pacer_reserves_a_block_of_sends_at_a_time_and_spaces_them_by_the_rate(make, prefix):
+    limiter = CountingLimiter(make(prefix))
+    pacer = Pacer(limiter, 40, {"+15005550006": 25, "+15005550007": 3})
+    started = time.monotonic()
+    for _ in range(25):
+        pacer.wait_turn("+15005550006")
+    elapsed = time.monotonic() - started
+    for _ in range(3):
+        pacer.wait_turn("+15005550007")
+    # A quarter second of 40/s is 10 slots: 3 round trips for 25 sends, 1 for the other sender's 3.
+    assert limiter.reserves == [("+15005550006", 10), ("+15005550006", 10), ("+15005550006", 5),
+                                ("+15005550007", 3)]
+    assert 24 / 40 - 0.05 <= elapsed < 24 / 40 + 0.5  # the 25th send goes 24 intervals after the first
+
+
+def test_pacers_in_two_places_share_one_budget_on_redis(prefix):
+    """Two workers' pacers on one Redis schedule: together never faster than the sender's rate."""
+    key, rate, each = "+15005550006", 50, 30
+    done: list[float] = []
+
+    def send_all() -> None:
+        pacer = Pacer(redis_limiter(prefix), rate, {key: each})
+        for _ in range(each):
+            pacer.wait_turn(key)
+            done.append(time.monotonic())
+
+    threads = [threading.Thread(target=send_all) for _ in range(2)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(done) == 2 * each
+    assert max(done) - started >= (2 * each - 1) / rate - 0.05

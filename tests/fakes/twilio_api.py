@@ -97,6 +97,9 @@ class FakeTwilio:
         self._changed = threading.Condition()
         self._faults = _Faults()
         self._stalls: list[float] = []  # seconds to hold the answer to each next accepted message
+        self._swallow = 0  # how many next messages are taken in and never answered nor created
+        self.swallowed: list[dict[str, Any]] = []
+        self._released = threading.Event()  # set on stop: held requests end with the fake
         # Called with each accepted message's record before its answer goes back: e.g. to post the status
         # callback that real Twilio can deliver before the sender has read the API's answer.
         self.on_accept: Any = None
@@ -119,6 +122,7 @@ class FakeTwilio:
     def stop(self) -> None:
         if self._server is None:
             return
+        self._released.set()
         self._server.shutdown()
         self._server.close_all()
         self._server = None
@@ -193,6 +197,24 @@ class FakeTwilio:
     def take_stall(self) -> float:
         with self._changed:
             return self._stalls.pop(0) if self._stalls else 0.0
+
+    def swallow_next(self, n: int = 1) -> None:
+        """The next n messages are read and then held unanswered until the client goes away or the fake stops,
+        and never created: a request lost on its way, with the sender still waiting (e.g. when it dies)."""
+        with self._changed:
+            self._swallow += n
+
+    def _take_swallow(self, form: dict[str, str]) -> bool:
+        with self._changed:
+            if not self._swallow:
+                return False
+            self._swallow -= 1
+            self.swallowed.append({"to": form.get("To"), "body": form.get("Body"), "at": time.time()})
+            self._changed.notify_all()
+            return True
+
+    def hold_until_released(self) -> None:
+        self._released.wait(600)
 
     # -- media (MMS photos) ---------------------------------------------------------------------------
     def add_media(self, account_sid: str, body: bytes = TINY_PNG, *, content_type: str = "image/png",
@@ -420,6 +442,8 @@ class _Handler(socketserver.StreamRequestHandler):
                     return
                 continue
             status, payload, extra = self._route(method, target, headers, body)
+            if not status:
+                return
             self._reply(status, payload, extra)
             if headers.get("connection", "").lower() == "close":
                 return
@@ -452,6 +476,9 @@ class _Handler(socketserver.StreamRequestHandler):
             query = {key: values[0] for key, values in parse_qs(target.partition("?")[2]).items()}
             return 200, fake.list_messages(match["account_sid"], query), ""
         form = {key: values[0] for key, values in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
+        if fake._take_swallow(form):
+            fake.hold_until_released()
+            return 0, None, ""  # no answer: the connection is dropped
         if fake.latency:
             time.sleep(fake.latency)
         status, payload = fake.handle_message(match["account_sid"], form)
