@@ -300,7 +300,7 @@ def _finish_unsent(writer: OutcomeWriter, row_id: int, token: str, decision: Dec
 def send_one(row_id: int, message: OutgoingMessage, *, token: str, settings: Settings, recorder: SentRecorder,
              pacer: Pacer) -> str:
     """Send one message (an SMS waits for its rate-limit slot from `pacer`); an accepted one is handed to
-    `recorder`, a failure recorded at once. Returns the outcome name for counting."""
+    `recorder` (returning once it is committed), a failure recorded at once. Returns the outcome name for counting."""
     attempted_at = utcnow()
     try:
         if message.channel == Channel.SMS:
@@ -313,7 +313,7 @@ def send_one(row_id: int, message: OutgoingMessage, *, token: str, settings: Set
         log.error("unexpected %s sending message %s", type(exc).__name__, row_id)
         return _record_failure(row_id, message, DeliveryError("unexpected error", permanent=False), token=token,
                                settings=settings, attempted_at=attempted_at)
-    recorder.add(row_id, receipt.provider_id, utcnow())
+    recorder.record(row_id, receipt.provider_id, utcnow())
     log.debug("message %s sent via %s", row_id, message.channel)
     return "sent"
 

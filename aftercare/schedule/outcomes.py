@@ -1,11 +1,11 @@
 """Writing delivery outcomes: sends the provider accepted, in group commits on a thread of their own; and the
 few other outcomes (not sent, a renewed lease), one short transaction each.
 
-Why group commits: one UPDATE and one COMMIT per message cost more CPU than the send itself. The sending
-threads hand each accepted message to the recorder and go on with the next send; the recorder writes everything
-handed over while its previous commit ran, in one transaction. A message's outcome is thus committed about one
-commit's time after the provider accepted it, as before: the window in which a killed worker can leave a sent
-message unrecorded (to be sent again once its claim returns) is that long, never a whole batch. Every statement
+Why group commits: one UPDATE and one COMMIT per message cost more CPU than the send itself. Each sending
+thread hands its accepted message to the recorder and waits for the commit that records it before sending the
+next; the recorder writes everything handed over while its previous commit ran, in one transaction (with eight
+sending threads, up to eight messages per commit). So, as with a commit per message, a killed worker can leave
+at most one sent-but-unrecorded message per sending thread (sent again once its claim returns). Every statement
 is guarded by the claim token, so an outcome can only land on a row this delivery still holds.
 """
 
@@ -35,6 +35,7 @@ class Sent:
     row_id: int
     provider_id: str
     sent_at: datetime
+    recorded: threading.Event  # set once its group's transaction has ended (committed or given up)
 
 
 class _Connected:
@@ -111,8 +112,11 @@ class SentRecorder(_Connected):
         if self.error is not None and exc_info[0] is None:
             raise self.error
 
-    def add(self, row_id: int, provider_id: str, sent_at: datetime) -> None:
-        self._queue.put(Sent(row_id, provider_id, sent_at))
+    def record(self, row_id: int, provider_id: str, sent_at: datetime) -> None:
+        """Hand over one accepted send and wait until its group's transaction has ended."""
+        sent = Sent(row_id, provider_id, sent_at, threading.Event())
+        self._queue.put(sent)
+        sent.recorded.wait()
 
     def _run(self) -> None:
         finished = False
@@ -140,6 +144,9 @@ class SentRecorder(_Connected):
             log.error("recording %d sent messages failed: %s", len(group), type(exc).__name__)
             self.error = self.error or exc
             return
+        finally:
+            for sent in group:
+                sent.recorded.set()
         try:
             self.after_commit(group, pending)
         except Exception:  # the outcomes are committed; what follows from them is best effort
