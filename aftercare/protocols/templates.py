@@ -56,6 +56,7 @@ GSM7_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")  # each costs two septets (escape + char)
+_GSM7 = GSM7_BASIC | GSM7_EXTENSION
 # Typography that word processors and phones put in names ("Dr. Sari’s Clinic"), with the GSM-7 form an SMS
 # gets instead: one such character would make the whole SMS UCS-2, 70 characters a part instead of 160.
 # Letters are never changed (a library like unidecode would also turn GSM letters such as é or ñ into e, n).
@@ -143,9 +144,10 @@ def _by_email(text: str, language: str, values: Mapping[str, str]) -> str:
                                                       values)
 
 
-def placeholders(text: str) -> set[str]:
+@cache  # template texts are few and fixed; every message rendered asks again
+def placeholders(text: str) -> frozenset[str]:
     """The placeholder names a template text uses."""
-    return {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+    return frozenset(field for _, field, _, _ in string.Formatter().parse(text) if field is not None)
 
 
 def _fill(text: str, key: str, values: Mapping[str, str]) -> str:
@@ -177,7 +179,7 @@ def non_gsm7(text: str) -> list[str]:
 
 
 def is_gsm7(text: str) -> bool:
-    return all(char in GSM7_BASIC or char in GSM7_EXTENSION for char in text)
+    return _GSM7.issuperset(text)
 
 
 def sms_segments(text: str) -> int:
