@@ -10,10 +10,10 @@ import logging
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Insert, Update, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -32,6 +32,7 @@ from aftercare.inbound.keywords import Keyword, classify, is_conditional_opt_in
 from aftercare.inbound.language import message_language
 from aftercare.inbound.media import record_media
 from aftercare.models import (
+    AuditEntry,
     Clinic,
     Enrollment,
     InboundMessage,
@@ -90,38 +91,55 @@ def handle_inbound_sms(session: Session, *, sid: str, from_number: str, to_numbe
         return _replay(session.scalar(select(InboundMessage).where(InboundMessage.provider_sid == sid)))
     if media:
         record_media(session, inbound.id, media)
-    with session.no_autoflush:  # one UPDATE of the inbound row at the end, not one per field as it is learned
-        outcome = _process(session, inbound, now, messaging_service_sid)
-    inbound.handling, inbound.level, inbound.signs = outcome.handling, outcome.level, outcome.signs
-    inbound.answer, inbound.escalation_id = outcome.answer, outcome.escalation_id
-    audit.record(session, actor="patient" if inbound.patient_id else "sender", action="inbound.received",
-                 subject_type="inbound", subject_id=inbound.id, handling=outcome.handling, level=outcome.level,
-                 escalation_id=outcome.escalation_id, review_id=outcome.review_id)
+    outcome = _process(session, inbound, now, messaging_service_sid)
+    _write_outcome(session, inbound, outcome, now)
     log.info("inbound %s handled as %s level=%s", inbound.id, outcome.handling, outcome.level)
     return outcome
 
 
 def _record(session: Session, **values: Any) -> InboundMessage | None:
-    """The new inbound row, now in the session, or None when its provider SID is on file already: one INSERT ...
-    ON CONFLICT DO NOTHING RETURNING id. A concurrent retry of the same SID waits on the unique index until the
-    first transaction ends, then finds the row committed (or inserts it, when the first rolled back)."""
+    """The new inbound row, or None when its provider SID is on file already: one INSERT ... ON CONFLICT DO
+    NOTHING RETURNING id. A concurrent retry of the same SID waits on the unique index until the first transaction
+    ends, then finds the row committed (or inserts it, when the first rolled back).
+
+    The row is returned detached, every column set: handling fills in who it is from and what became of it, and
+    `_write_outcome` writes that with one UPDATE (the ORM's unit of work cost more than the statements)."""
     new_id = session.execute(_insert_new(session.get_bind().dialect.name), values).scalar()
     if new_id is None:
         return None
-    # Every column is known: the row joins the session as it is in the database, without reading it back.
-    empty = {column: None for column in ("patient_id", "enrollment_id", "handling", "level", "signs", "answer",
-                                         "escalation_id")}
-    inbound = InboundMessage(id=new_id, **values, **empty)
+    inbound = InboundMessage(id=new_id, **values, **dict.fromkeys(_OUTCOME_COLUMNS))
     make_transient_to_detached(inbound)
-    session.add(inbound)
     return inbound
 
 
+_OUTCOME_COLUMNS = ("patient_id", "enrollment_id", "handling", "level", "signs", "answer", "escalation_id")
+
+
 @cache
-def _insert_new(dialect: str):
+def _insert_new(dialect: str) -> Insert:
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    return (insert(InboundMessage.__table__).on_conflict_do_nothing(index_elements=["provider_sid"])
-            .returning(InboundMessage.__table__.c.id))
+    table = InboundMessage.__table__
+    return insert(table).on_conflict_do_nothing(index_elements=[table.c.provider_sid]).returning(table.c.id)
+
+
+@cache
+def _update_outcome() -> Update:
+    table = InboundMessage.__table__
+    return (update(table).where(table.c.id == bindparam("inbound_id"))
+            .values({column: bindparam(f"new_{column}") for column in _OUTCOME_COLUMNS}))
+
+
+def _write_outcome(session: Session, inbound: InboundMessage, outcome: Outcome, now: datetime) -> None:
+    """Who the reply is from and what became of it, on its row and in the audit log: two statements."""
+    inbound.handling, inbound.level, inbound.signs = outcome.handling, outcome.level, outcome.signs
+    inbound.answer, inbound.escalation_id = outcome.answer, outcome.escalation_id
+    values = {f"new_{column}": getattr(inbound, column) for column in _OUTCOME_COLUMNS}
+    session.execute(_update_outcome(), {"inbound_id": inbound.id, **values})
+    session.execute(insert(AuditEntry.__table__), {
+        "at": now, "actor": "patient" if inbound.patient_id else "sender", "action": "inbound.received",
+        "subject_type": "inbound", "subject_id": inbound.id,
+        "details": {"handling": outcome.handling, "level": outcome.level, "escalation_id": outcome.escalation_id,
+                    "review_id": outcome.review_id}})
 
 
 def _storable(text: str) -> str:
@@ -135,6 +153,7 @@ def _replay(previous: InboundMessage) -> Outcome:
                    duplicate=True)
 
 
+@lru_cache(maxsize=4096)  # a pure function of the text, and phonenumbers' parsing is not cheap
 def _normalise_sender(raw: str) -> str:
     try:
         return normalize_phone(raw, field="sender")
