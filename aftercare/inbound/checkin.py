@@ -26,7 +26,7 @@ class RedFlagQuestion:
     open: bool  # still inside its answer window
 
 
-def last_checkin_query(patient_ids: list[int] | BindParameter) -> Select:
+def last_checkin_query(patient_ids: list[int] | list[BindParameter] | BindParameter) -> Select:
     """The last SMS check-in sent to these patients (the people on one phone: the phone got the question, whoever
     answers): one row of (step, red_flag, sent_at, treatment), or none. `patient_ids` may be an expanding
     bindparam, for a statement built once."""

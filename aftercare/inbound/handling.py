@@ -104,7 +104,9 @@ def _record(session: Session, **values: Any) -> InboundMessage | None:
 
     The row is returned detached, every column set: handling fills in who it is from and what became of it, and
     `_write_outcome` writes that with one UPDATE (the ORM's unit of work cost more than the statements)."""
-    new_id = session.execute(_insert_new(session.get_bind().dialect.name), values).scalar()
+    # Core statements run on the session's connection: the ORM's execute path has nothing to add to them.
+    connection = session.connection()
+    new_id = connection.execute(_insert_new(connection.dialect.name), values).scalar()
     if new_id is None:
         return None
     inbound = InboundMessage(id=new_id, **values, **dict.fromkeys(_OUTCOME_COLUMNS))
@@ -134,8 +136,9 @@ def _write_outcome(session: Session, inbound: InboundMessage, outcome: Outcome, 
     inbound.handling, inbound.level, inbound.signs = outcome.handling, outcome.level, outcome.signs
     inbound.answer, inbound.escalation_id = outcome.answer, outcome.escalation_id
     values = {f"new_{column}": getattr(inbound, column) for column in _OUTCOME_COLUMNS}
-    session.execute(_update_outcome(), {"inbound_id": inbound.id, **values})
-    session.execute(insert(AuditEntry.__table__), {
+    connection = session.connection()
+    connection.execute(_update_outcome(), {"inbound_id": inbound.id, **values})
+    connection.execute(insert(AuditEntry.__table__), {
         "at": now, "actor": "patient" if inbound.patient_id else "sender", "action": "inbound.received",
         "subject_type": "inbound", "subject_id": inbound.id,
         "details": {"handling": outcome.handling, "level": outcome.level, "escalation_id": outcome.escalation_id,
@@ -334,8 +337,8 @@ def _triage_and_answer(session: Session, inbound: InboundMessage, recipient: Rec
         outcome.answers.insert(0, render(f"safety.{disposition.level.value}", language, **values))
     elif disposition.action is Action.REVIEW:
         holding = render("reply.holding", language, **values)
-        _to_review(session, inbound, recipient, enrollment, disposition, outcome, holding,
-                   in_risk_window=in_occlusion_window(enrollment, red_flag, now), now=now)
+        _to_review(session, inbound, recipient, enrollment, disposition, outcome, holding if not known.recently_held
+                   else None, in_risk_window=in_occlusion_window(enrollment, red_flag, now), now=now)
     elif disposition.action is Action.SILENT and known.open_escalation_id is not None:
         outcome.escalation_id = known.open_escalation_id  # the clinician sees it on the escalation's timeline
     elif disposition.action is Action.ANSWER:
@@ -359,16 +362,15 @@ def _shared(recipient: Recipient) -> list[Patient]:
 
 
 def _to_review(session: Session, inbound: InboundMessage, recipient: Recipient, enrollment: Enrollment | None,
-               disposition: Disposition, outcome: Outcome, holding: str, *, in_risk_window: bool,
+               disposition: Disposition, outcome: Outcome, holding: str | None, *, in_risk_window: bool,
                now: datetime) -> None:
-    """A person must read it; the patient gets the holding answer unless they got one half an hour ago."""
-    waiting = recently_held(session, sender=inbound.from_phone, now=now)
+    """A person must read it; the patient gets the `holding` answer (None: they got one half an hour ago)."""
     item = open_review_item(session, clinic=recipient.clinic, inbound=inbound, reason=disposition.reason,
                             level=disposition.level.value, enrollment_id=enrollment.id if enrollment else None,
                             patient=recipient.patient, candidates=_shared(recipient),
                             in_risk_window=in_risk_window, now=now)
     outcome.review_id = item.id
-    if not waiting:
+    if holding is not None:
         outcome.answers.append(holding)
 
 
