@@ -17,7 +17,7 @@ import requests
 from sqlalchemy import event, func, select
 
 from aftercare.db import get_engine, session_scope
-from aftercare.models import Escalation, InboundMessage, ScheduledMessage
+from aftercare.models import AuditEntry, Escalation, InboundMessage, ScheduledMessage
 from tests.cli_helpers import add_clinic, cli_json, enroll
 from tests.conftest import configure
 from tests.processes import AUTH_TOKEN, ROOT, service_env, stop, wait_until
@@ -142,3 +142,20 @@ def test_a_routine_reply_costs_five_statements(patient):
     assert answer.status_code == 200
     assert len(statements) <= 5, statements
     assert statements[0].startswith("INSERT INTO inbound_messages") and "ON CONFLICT" in statements[0]
+
+
+def test_a_retry_gets_the_first_answer_and_writes_nothing_on_either_database(any_env, monkeypatch):
+    configure(monkeypatch, twilio_auth_token=AUTH_TOKEN, public_url=PUBLIC_URL)
+    add_clinic(quiet_hours="00:00-00:00")
+    enroll(phone=PATIENT, treated_at=(datetime.now(UTC) - timedelta(hours=5)).replace(microsecond=0).isoformat())
+    sid = "SM" + uuid.uuid4().hex
+    with serve_app() as client:
+        first = client.sms(PATIENT, "a bit swollen today, is that normal?", sid=sid)
+        retry = client.sms(PATIENT, "a bit swollen today, is that normal?", sid=sid)
+    assert first.status_code == retry.status_code == 200
+    assert first.text == retry.text and "<Message>" in first.text
+    assert _inbound_count() == 1
+    with session_scope() as session:
+        received = select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "inbound.received")
+        assert session.scalar(received) == 1
+        assert session.scalar(select(InboundMessage.handling)) == "reply"
