@@ -860,14 +860,17 @@ def escalations_resolve(escalation_ref: str, by: str, note: str, as_json: bool) 
 @main.command()
 @click.option("--host", default=None, help="Default: AFTERCARE_WEB_HOST")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Default: AFTERCARE_WEB_PORT")
-@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True)
-def web(host: str | None, port: int | None, threads: int) -> None:
-    """Serve the Twilio webhooks and /healthz (waitress, a production WSGI server)."""
+@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True, help="Per process.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Serve with gunicorn and this many worker processes (production: about one per core). "
+                   "Default: waitress in this one process.")
+def web(host: str | None, port: int | None, threads: int, workers: int | None) -> None:
+    """Serve the Twilio webhooks, /healthz and the staff pages (waitress, or gunicorn with --workers)."""
     from aftercare.config import get_settings
     from aftercare.inbound.server import serve
 
     settings = get_settings()
-    serve(host=host or settings.web_host, port=port or settings.web_port, threads=threads)
+    serve(host=host or settings.web_host, port=port or settings.web_port, threads=threads, workers=workers)
 
 
 # --- running ----------------------------------------------------------------------------------------------

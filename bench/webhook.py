@@ -1,5 +1,6 @@
-"""Benchmark 4, webhook: Twilio-signed inbound SMS replies from enrolled patients, posted to `aftercare web`
-(a subprocess, waitress, PostgreSQL) at a fixed rate.
+"""Benchmark 4, webhook: Twilio-signed inbound SMS replies from enrolled patients, posted to `aftercare web
+--workers N` (started the production way: gunicorn, N worker processes, PostgreSQL) at a fixed rate. N is the
+core count unless BENCH_WEB_WORKERS says otherwise; the load generator runs on the same cores.
 
 Open loop: request i leaves at start + i/rate whether or not earlier ones were answered, and its latency is
 counted from that scheduled time. A server that falls behind therefore shows its queueing in the latency
@@ -50,10 +51,16 @@ BODY = "a bit swollen today, is that normal?"
 TIMEOUTS = {False: 10.0, True: 3.0}  # seconds; Twilio itself gives up after 15
 
 
+def web_workers() -> int:
+    """How many gunicorn workers serve: BENCH_WEB_WORKERS, else one per core (the production advice)."""
+    return int(os.environ.get("BENCH_WEB_WORKERS") or os.cpu_count() or 1)
+
+
 def run(*, quick: bool) -> Result:
     seconds = SECONDS[quick]
     result = Result("webhook", details={"seconds_per_rate": seconds, "patients": PATIENTS, "body": BODY,
-                                        "client_timeout": TIMEOUTS[quick]})
+                                        "client_timeout": TIMEOUTS[quick], "web_workers": web_workers(),
+                                        "cores": os.cpu_count()})
     with pg_database("webhook") as url, scratch_home() as home:
         with seed.connect(url) as conn:
             seed.add_enrolled_patients(conn, seed.add_clinic(conn), PATIENTS)
@@ -77,8 +84,9 @@ def start_web(url: str, base: str, home: Path) -> subprocess.Popen:
     env = python_env(DATABASE_URL=url, TWILIO_AUTH_TOKEN=AUTH_TOKEN, PUBLIC_URL=PUBLIC_URL, HOME=home,
                      LOG_LEVEL=os.environ.get("AFTERCARE_LOG_LEVEL", "INFO"))
     log = open(home / "web.log", "ab")  # noqa: SIM115 - closed when the server ends
-    return subprocess.Popen([sys.executable, "-m", "cli", "web", "--host", "127.0.0.1", "--port", port], cwd=ROOT,
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    command = [sys.executable, "-m", "cli", "web", "--host", "127.0.0.1", "--port", port,
+               "--workers", str(web_workers())]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def free_port() -> int:

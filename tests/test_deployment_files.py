@@ -27,10 +27,22 @@ def test_compose_runs_postgres_redis_migrate_web_worker_and_beat():
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
+def test_compose_serves_the_web_app_with_several_gunicorn_workers_and_shared_metrics():
+    web = _compose()["services"]["web"]
+    command = web["command"]
+    assert command[:2] == ["aftercare", "web"]
+    assert int(command[command.index("--workers") + 1]) >= 2
+    # The anchor's settings are all still there (a YAML merge is shallow: an own environment replaces it).
+    worker_env = _compose()["services"]["worker"]["environment"]
+    assert set(worker_env) <= set(web["environment"])
+    metrics_dir = web["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+    assert metrics_dir in web["tmpfs"]  # empty at every start, as prometheus-client needs
+
+
 def test_every_variable_in_compose_and_readme_is_a_real_setting():
     known = {f"AFTERCARE_{name.upper()}" for name in Settings.model_fields}
     env = _compose()["services"]["web"]["environment"]
-    assert set(env) <= known
+    assert set(env) - {"PROMETHEUS_MULTIPROC_DIR"} <= known
     readme = (ROOT / "README.md").read_text()
     mentioned = set(re.findall(r"AFTERCARE_[A-Z_]+[A-Z]", readme))
     # "AFTERCARE_SMTP_USER / _PASSWORD" style rows name a prefix of real settings.

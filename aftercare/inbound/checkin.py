@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import BindParameter, Row, Select, select
 from sqlalchemy.orm import Session
 
 from aftercare.models import Enrollment, MessageKind, MessageStatus, ScheduledMessage
@@ -26,19 +26,28 @@ class RedFlagQuestion:
     open: bool  # still inside its answer window
 
 
-def last_red_flag_question(session: Session, *, patient_ids: list[int], now: datetime) -> RedFlagQuestion | None:
-    """The red-flag question of the last check-in sent to these patients (the people on one phone: the phone got
-    the question, whoever answers), or None when it asked none."""
-    query = (select(ScheduledMessage.step, ScheduledMessage.red_flag, ScheduledMessage.sent_at, Enrollment.treatment)
-             .join(Enrollment, ScheduledMessage.enrollment_id == Enrollment.id)
-             .where(Enrollment.patient_id.in_(patient_ids), ScheduledMessage.kind == MessageKind.REMINDER,
-                    ScheduledMessage.is_checkin.is_(True), ScheduledMessage.channel == "sms",
-                    ScheduledMessage.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]))
-             .order_by(ScheduledMessage.sent_at.desc()).limit(1))
-    last = session.execute(query).first()
+def last_checkin_query(patient_ids: list[int] | list[BindParameter] | BindParameter) -> Select:
+    """The last SMS check-in sent to these patients (the people on one phone: the phone got the question, whoever
+    answers): one row of (step, red_flag, sent_at, treatment), or none. `patient_ids` may be an expanding
+    bindparam, for a statement built once."""
+    return (select(ScheduledMessage.step, ScheduledMessage.red_flag, ScheduledMessage.sent_at, Enrollment.treatment)
+            .join(Enrollment, ScheduledMessage.enrollment_id == Enrollment.id)
+            .where(Enrollment.patient_id.in_(patient_ids), ScheduledMessage.kind == MessageKind.REMINDER,
+                   ScheduledMessage.is_checkin.is_(True), ScheduledMessage.channel == "sms",
+                   ScheduledMessage.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]))
+            .order_by(ScheduledMessage.sent_at.desc()).limit(1))
+
+
+def red_flag_question(last: Row | None, now: datetime) -> RedFlagQuestion | None:
+    """The red-flag question a row of `last_checkin_query` asked, or None when it asked none."""
     if last is None or last.red_flag is None or last.sent_at is None:
         return None
     return RedFlagQuestion(last.red_flag, now - last.sent_at <= _answer_window(last.treatment, last.step))
+
+
+def last_red_flag_question(session: Session, *, patient_ids: list[int], now: datetime) -> RedFlagQuestion | None:
+    """The red-flag question of the last check-in sent to these patients, or None when it asked none."""
+    return red_flag_question(session.execute(last_checkin_query(patient_ids)).first(), now)
 
 
 def _answer_window(treatment: str, step_id: str) -> timedelta:

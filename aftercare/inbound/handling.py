@@ -10,12 +10,13 @@ import logging
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import Insert, Update, bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from aftercare import audit
 from aftercare.contact import normalize_phone
@@ -23,24 +24,20 @@ from aftercare.errors import AftercareError, InputError
 from aftercare.escalation import RED_FLAG_SIGN
 from aftercare.escalation.service import acknowledge, find_by_code, open_escalation
 from aftercare.inbound.answers import asks_beyond_normal, read_answer
-from aftercare.inbound.checkin import RedFlagQuestion, in_occlusion_window, last_red_flag_question, triage_context
+from aftercare.inbound.checkin import RedFlagQuestion, in_occlusion_window, triage_context
+from aftercare.inbound.context import reply_context
 from aftercare.inbound.disposition import Action, Disposition, dispose
-from aftercare.inbound.identity import Recipient, identify, owner_clinics, patients_with_phone
+from aftercare.inbound.identity import Recipient, find_senders, identify
 from aftercare.inbound.keywords import Keyword, classify, is_conditional_opt_in
 from aftercare.inbound.language import message_language
 from aftercare.inbound.media import record_media
 from aftercare.models import (
+    AuditEntry,
     Clinic,
     Enrollment,
-    EnrollmentStatus,
-    Escalation,
-    EscalationStatus,
     InboundMessage,
-    MessageStatus,
     OnCallStaff,
     Patient,
-    ReviewItem,
-    ScheduledMessage,
     utcnow,
 )
 from aftercare.protocols import render
@@ -85,31 +82,67 @@ def handle_inbound_sms(session: Session, *, sid: str, from_number: str, to_numbe
     `media`: the photos' [(MediaUrlN, MediaContentTypeN)], recorded as MediaFile rows to fetch after the commit.
     The caller commits."""
     now = now or utcnow()
-    previous = session.scalar(select(InboundMessage).where(InboundMessage.provider_sid == sid))
-    if previous is not None:
-        return _replay(previous)
     body = _storable(body)
     sender = _normalise_sender(_storable(from_number))
     to_number = _normalise_sender(_storable(to_number)) if to_number else None
-    inbound = InboundMessage(provider_sid=sid, from_phone=sender, to_phone=to_number, body=body[:MAX_BODY],
-                             received_at=now, num_media=max(0, num_media), language=message_language(body))
-    try:
-        with session.begin_nested():
-            session.add(inbound)
-            session.flush()
-    except IntegrityError:  # the same webhook retried concurrently: the first one handles it
+    inbound = _record(session, provider_sid=sid, from_phone=sender, to_phone=to_number, body=body[:MAX_BODY],
+                      received_at=now, num_media=max(0, num_media), language=message_language(body))
+    if inbound is None:  # a retry of a webhook already recorded (or being recorded right now): its first answer
         return _replay(session.scalar(select(InboundMessage).where(InboundMessage.provider_sid == sid)))
     if media:
         record_media(session, inbound.id, media)
-    with session.no_autoflush:  # one UPDATE of the inbound row at the end, not one per field as it is learned
-        outcome = _process(session, inbound, now, messaging_service_sid)
-    inbound.handling, inbound.level, inbound.signs = outcome.handling, outcome.level, outcome.signs
-    inbound.answer, inbound.escalation_id = outcome.answer, outcome.escalation_id
-    audit.record(session, actor="patient" if inbound.patient_id else "sender", action="inbound.received",
-                 subject_type="inbound", subject_id=inbound.id, handling=outcome.handling, level=outcome.level,
-                 escalation_id=outcome.escalation_id, review_id=outcome.review_id)
+    outcome = _process(session, inbound, now, messaging_service_sid)
+    _write_outcome(session, inbound, outcome, now)
     log.info("inbound %s handled as %s level=%s", inbound.id, outcome.handling, outcome.level)
     return outcome
+
+
+def _record(session: Session, **values: Any) -> InboundMessage | None:
+    """The new inbound row, or None when its provider SID is on file already: one INSERT ... ON CONFLICT DO
+    NOTHING RETURNING id. A concurrent retry of the same SID waits on the unique index until the first transaction
+    ends, then finds the row committed (or inserts it, when the first rolled back).
+
+    The row is returned detached, every column set: handling fills in who it is from and what became of it, and
+    `_write_outcome` writes that with one UPDATE (the ORM's unit of work cost more than the statements)."""
+    # Core statements run on the session's connection: the ORM's execute path has nothing to add to them.
+    connection = session.connection()
+    new_id = connection.execute(_insert_new(connection.dialect.name), values).scalar()
+    if new_id is None:
+        return None
+    inbound = InboundMessage(id=new_id, **values, **dict.fromkeys(_OUTCOME_COLUMNS))
+    make_transient_to_detached(inbound)
+    return inbound
+
+
+_OUTCOME_COLUMNS = ("patient_id", "enrollment_id", "handling", "level", "signs", "answer", "escalation_id")
+
+
+@cache
+def _insert_new(dialect: str) -> Insert:
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    table = InboundMessage.__table__
+    return insert(table).on_conflict_do_nothing(index_elements=[table.c.provider_sid]).returning(table.c.id)
+
+
+@cache
+def _update_outcome() -> Update:
+    table = InboundMessage.__table__
+    return (update(table).where(table.c.id == bindparam("inbound_id"))
+            .values({column: bindparam(f"new_{column}") for column in _OUTCOME_COLUMNS}))
+
+
+def _write_outcome(session: Session, inbound: InboundMessage, outcome: Outcome, now: datetime) -> None:
+    """Who the reply is from and what became of it, on its row and in the audit log: two statements."""
+    inbound.handling, inbound.level, inbound.signs = outcome.handling, outcome.level, outcome.signs
+    inbound.answer, inbound.escalation_id = outcome.answer, outcome.escalation_id
+    values = {f"new_{column}": getattr(inbound, column) for column in _OUTCOME_COLUMNS}
+    connection = session.connection()
+    connection.execute(_update_outcome(), {"inbound_id": inbound.id, **values})
+    connection.execute(insert(AuditEntry.__table__), {
+        "at": now, "actor": "patient" if inbound.patient_id else "sender", "action": "inbound.received",
+        "subject_type": "inbound", "subject_id": inbound.id,
+        "details": {"handling": outcome.handling, "level": outcome.level, "escalation_id": outcome.escalation_id,
+                    "review_id": outcome.review_id}})
 
 
 def _storable(text: str) -> str:
@@ -123,6 +156,7 @@ def _replay(previous: InboundMessage) -> Outcome:
                    duplicate=True)
 
 
+@lru_cache(maxsize=4096)  # a pure function of the text, and phonenumbers' parsing is not cheap
 def _normalise_sender(raw: str) -> str:
     try:
         return normalize_phone(raw, field="sender")
@@ -131,8 +165,8 @@ def _normalise_sender(raw: str) -> str:
 
 
 def _process(session: Session, inbound: InboundMessage, now: datetime, messaging_service_sid: str | None) -> Outcome:
-    owners = owner_clinics(session, inbound.to_phone, messaging_service_sid)
-    patients = patients_with_phone(session, inbound.from_phone, owners)
+    senders = find_senders(session, inbound.from_phone, inbound.to_phone, messaging_service_sid)
+    owners, patients = senders.owners, senders.patients
     kw, whole = classify(inbound.body)
     if kw is None and is_conditional_opt_in(inbound.body) and patients and not any(p.sms_allowed for p in patients):
         kw, whole = Keyword.START, True
@@ -153,11 +187,7 @@ def _process(session: Session, inbound: InboundMessage, now: datetime, messaging
     if not patients:
         clinics = owners or list(session.scalars(select(Clinic).order_by(Clinic.id)))
         return _unknown_sender(session, inbound, outcome, clinics, now)
-    recipients = identify(session, patients, inbound.body, now)
-    for recipient in recipients:
-        if recipient.patient is not None and not recipient.enrollments:
-            current = _current_enrollment(session, recipient.patient.id)
-            recipient.enrollments = [current] if current else []
+    recipients = identify(senders, inbound.body, now)
     first = recipients[0]
     inbound.patient_id = first.patient.id if first.patient else None
     inbound.enrollment_id = first.enrollment.id if first.enrollment else None
@@ -244,12 +274,6 @@ def _clinician_ack(session: Session, inbound: InboundMessage, code: str, now: da
     return Outcome(handling="ack", escalation_id=escalation.id, answers=[text])
 
 
-def _current_enrollment(session: Session, patient_id: int) -> Enrollment | None:
-    query = (select(Enrollment).where(Enrollment.patient_id == patient_id)
-             .order_by((Enrollment.status == EnrollmentStatus.CANCELLED), Enrollment.treated_at.desc()).limit(1))
-    return session.scalars(query).first()
-
-
 def _unknown_sender(session: Session, inbound: InboundMessage, outcome: Outcome, clinics: list[Clinic],
                     now: datetime) -> Outcome:
     """No patient has this number (a relative's phone, a new number): the clinic that owns the number it was sent
@@ -284,18 +308,18 @@ def _triage_and_answer(session: Session, inbound: InboundMessage, recipient: Rec
     patient, clinic = recipient.patient, recipient.clinic
     result, enrollment = _most_serious_reading(inbound.body, recipient, now)
     context = triage_context(enrollment, now)
-    red_flag = last_red_flag_question(session, patient_ids=[p.id for p in recipient.candidates], now=now)
-    current = _unresolved_escalation(session, recipient, inbound.from_phone)
+    known = reply_context(session, recipient, inbound.from_phone, now)
+    red_flag = known.red_flag
     answer = read_answer(inbound.body)
     rest = triage(answer.rest, recipient.language, **context) if answer and not answer.whole else None
     disposition = dispose(result, answerable=_answerable_now(enrollment, now), answer=answer, rest=rest,
-                          red_flag=red_flag, num_media=inbound.num_media, open_escalation=current is not None,
+                          red_flag=red_flag, num_media=inbound.num_media, open_escalation=known.open_escalation_id is not None,
                           asks=asks_beyond_normal(inbound.body))
     if disposition.action is Action.ANSWER and patient is None:
         # A shared phone and no telling whose reply it is: a person answers, knowing who might have written.
         disposition = replace(disposition, action=Action.REVIEW, reason="shared_phone")
-    elif disposition.action is Action.ANSWER and not (outcome.handling == "reply" and _may_auto_answer(
-            session, patient, enrollment)):
+    elif disposition.action is Action.ANSWER and not (outcome.handling == "reply" and enrollment is not None
+                                                      and not known.answered_since_checkin):
         # Answered once already for this check-in: a question still needs a person; anything else is recorded.
         disposition = (replace(disposition, action=Action.REVIEW, reason="question") if "?" in inbound.body
                        else replace(disposition, action=Action.SILENT, reason="answered"))
@@ -313,10 +337,10 @@ def _triage_and_answer(session: Session, inbound: InboundMessage, recipient: Rec
         outcome.answers.insert(0, render(f"safety.{disposition.level.value}", language, **values))
     elif disposition.action is Action.REVIEW:
         holding = render("reply.holding", language, **values)
-        _to_review(session, inbound, recipient, enrollment, disposition, outcome, holding,
-                   in_risk_window=in_occlusion_window(enrollment, red_flag, now), now=now)
-    elif disposition.action is Action.SILENT and current is not None:
-        outcome.escalation_id = current.id  # the clinician sees it on the escalation's timeline
+        _to_review(session, inbound, recipient, enrollment, disposition, outcome, holding if not known.recently_held
+                   else None, in_risk_window=in_occlusion_window(enrollment, red_flag, now), now=now)
+    elif disposition.action is Action.SILENT and known.open_escalation_id is not None:
+        outcome.escalation_id = known.open_escalation_id  # the clinician sees it on the escalation's timeline
     elif disposition.action is Action.ANSWER:
         key = _routine_template(disposition.signs) if disposition.level is TriageLevel.ROUTINE else "reply.ok"
         outcome.answers.append(render(key, language, **values))
@@ -338,16 +362,15 @@ def _shared(recipient: Recipient) -> list[Patient]:
 
 
 def _to_review(session: Session, inbound: InboundMessage, recipient: Recipient, enrollment: Enrollment | None,
-               disposition: Disposition, outcome: Outcome, holding: str, *, in_risk_window: bool,
+               disposition: Disposition, outcome: Outcome, holding: str | None, *, in_risk_window: bool,
                now: datetime) -> None:
-    """A person must read it; the patient gets the holding answer unless they got one half an hour ago."""
-    waiting = recently_held(session, sender=inbound.from_phone, now=now)
+    """A person must read it; the patient gets the `holding` answer (None: they got one half an hour ago)."""
     item = open_review_item(session, clinic=recipient.clinic, inbound=inbound, reason=disposition.reason,
                             level=disposition.level.value, enrollment_id=enrollment.id if enrollment else None,
                             patient=recipient.patient, candidates=_shared(recipient),
                             in_risk_window=in_risk_window, now=now)
     outcome.review_id = item.id
-    if not waiting:
+    if holding is not None:
         outcome.answers.append(holding)
 
 
@@ -356,16 +379,6 @@ def _explanation(result: TriageResult, disposition: Disposition, red_flag: RedFl
         return result.explanation
     said = f"answered YES to the check-in's red-flag question ({red_flag.level} signs)"
     return f"{said}; the reply itself: {result.explanation}" if result.signs else said
-
-
-def _unresolved_escalation(session: Session, recipient: Recipient, sender: str) -> Escalation | None:
-    """The open or acknowledged escalation this reply belongs to: the patient's, or, for a shared phone nobody can
-    attribute, the one opened for that phone at this clinic."""
-    about = (Escalation.patient_id == recipient.patient.id if recipient.patient is not None else
-             Escalation.patient_id.in_([p.id for p in recipient.candidates]) | (Escalation.sender_phone == sender))
-    query = select(Escalation).where(Escalation.clinic_id == recipient.clinic.id, about, Escalation.status.in_(
-        [EscalationStatus.OPEN, EscalationStatus.ACKNOWLEDGED])).order_by(Escalation.id.desc()).limit(1)
-    return session.scalars(query).first()
 
 
 def _routine_template(signs: list[str]) -> str:
@@ -391,23 +404,3 @@ def answerable_signs() -> frozenset[str]:
     catalog = default_catalog()
     keys = {key for texts in catalog.texts.values() for key in texts if key.startswith(_ROUTINE_ANSWER)}
     return frozenset(key.removeprefix(_ROUTINE_ANSWER) for key in keys if not catalog.missing_in(key))
-
-
-def _may_auto_answer(session: Session, patient: Patient, enrollment: Enrollment | None) -> bool:
-    """At most one automatic routine/ok answer per check-in (the last sent to the patient, whichever treatment),
-    so a chatty patient is not answered by a robot. Holding answers to review items do not count."""
-    if enrollment is None:
-        return False
-    last_checkin = session.scalar(
-        select(ScheduledMessage.sent_at).join(Enrollment, ScheduledMessage.enrollment_id == Enrollment.id).where(
-            Enrollment.patient_id == patient.id, ScheduledMessage.is_checkin.is_(True),
-            ScheduledMessage.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]))
-        .order_by(ScheduledMessage.sent_at.desc()).limit(1))
-    reviewed = select(ReviewItem.id).where(ReviewItem.inbound_id == InboundMessage.id).exists()
-    query = select(InboundMessage.id).where(InboundMessage.patient_id == patient.id,
-                                            InboundMessage.handling == "reply",
-                                            InboundMessage.level.in_(["routine", "ok"]),
-                                            InboundMessage.answer.is_not(None), ~reviewed)
-    if last_checkin is not None:
-        query = query.where(InboundMessage.received_at >= last_checkin)
-    return session.scalar(query.limit(1)) is None

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from functools import cache
 from itertools import groupby
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, bindparam, select
+from sqlalchemy.orm import Session, contains_eager
 
 from aftercare.config import get_settings
 from aftercare.models import Clinic, Enrollment, EnrollmentStatus, Patient
@@ -48,44 +48,81 @@ class Recipient:
         return len(self.candidates) > 1
 
 
-def owner_clinics(session: Session, to_number: str | None, messaging_service_sid: str | None = None
-                  ) -> list[Clinic] | None:
-    """The clinic(s) whose sending number a reply was sent to: the one with that `sms_from`, or those using the
-    default sender when it is that (AFTERCARE_TWILIO_FROM, or any number of the Messaging Service
-    AFTERCARE_TWILIO_MESSAGING_SERVICE_SID, which Twilio names in the webhook's MessagingServiceSid).
-    None when the number decides nothing (absent, or no clinic's)."""
-    owners: list[Clinic] = []
-    if to_number:
-        owners = list(session.scalars(select(Clinic).where(Clinic.sms_from == to_number).order_by(Clinic.id)))
+@dataclass
+class Senders:
+    """Who may have sent a reply, from one round trip: the clinics owning the number it was sent to (None when the
+    number decides nothing), the patients with the sender's phone at those clinics (at any clinic when None), by
+    clinic, and each such patient's treatments (any status, newest first)."""
+
+    owners: list[Clinic] | None
+    patients: list[Patient]
+    enrollments: dict[int, list[Enrollment]]
+
+
+def find_senders(session: Session, phone: str, to_number: str | None, messaging_service_sid: str | None = None
+                 ) -> Senders:
+    """The owner clinics, patients and treatments for a reply from `phone` to `to_number`, in one query.
+
+    Owners: the clinic(s) with that `sms_from`, else those using the default sender when it is that
+    (AFTERCARE_TWILIO_FROM, or any number of the Messaging Service AFTERCARE_TWILIO_MESSAGING_SERVICE_SID, which
+    Twilio names in the webhook's MessagingServiceSid), else None."""
     settings = get_settings()
-    default = (to_number and to_number == settings.twilio_from) or (
-        messaging_service_sid and messaging_service_sid == settings.twilio_messaging_service_sid)
+    default = bool((to_number and to_number == settings.twilio_from) or (
+        messaging_service_sid and messaging_service_sid == settings.twilio_messaging_service_sid))
+    rows = session.execute(_senders_query(default), {"phone": phone, "to": to_number})
+    clinics: dict[int, Clinic] = {}
+    patients: dict[int, Patient] = {}
+    enrollments: dict[int, list[Enrollment]] = {}
+    for clinic, patient, enrollment in rows:
+        clinics[clinic.id] = clinic
+        if patient is not None:
+            patients[patient.id] = patient
+            enrollments.setdefault(patient.id, [])
+        if enrollment is not None:
+            enrollments[patient.id].append(enrollment)
+    owners = [c for c in clinics.values() if to_number and c.sms_from == to_number]
     if not owners and default:
-        owners = list(session.scalars(select(Clinic).where(Clinic.sms_from.is_(None)).order_by(Clinic.id)))
-    return owners or None
+        owners = [c for c in clinics.values() if c.sms_from is None]
+    if owners:
+        ids = {c.id for c in owners}
+        return Senders(owners, [p for p in patients.values() if p.clinic_id in ids], enrollments)
+    return Senders(None, list(patients.values()), enrollments)
 
 
-def patients_with_phone(session: Session, phone: str, clinics: list[Clinic] | None) -> list[Patient]:
-    """Every patient with this phone at these clinics (at any clinic when `clinics` is None), by clinic."""
-    query = select(Patient).where(Patient.phone == phone)
-    if clinics is not None:
-        query = query.where(Patient.clinic_id.in_([c.id for c in clinics]))
-    return list(session.scalars(query.order_by(Patient.clinic_id, Patient.id)))
-
-
-def identify(session: Session, patients: list[Patient], body: str, now: datetime) -> list[Recipient]:
+def identify(senders: Senders, body: str, now: datetime) -> list[Recipient]:
     """The clinic(s) a reply from these candidate patients goes to, one Recipient each.
 
     Between clinics, the one with a treatment still in its care window wins; when none or several are, every
     candidate clinic gets the reply. Within a clinic, a shared phone's reply is attributed to the one patient it
     names by first name, else to the one with a treatment in care; else to nobody in particular (all candidates).
     """
-    by_clinic = [list(group) for _, group in groupby(patients, key=lambda p: p.clinic_id)]
-    in_care = _in_care_enrollments(session, [p.id for p in patients], now)
+    by_clinic = [list(group) for _, group in groupby(senders.patients, key=lambda p: p.clinic_id)]
+    in_care = _in_care_enrollments(senders, now)
     live = [group for group in by_clinic if any(in_care.get(p.id) for p in group)]
     if len(live) == 1:
         by_clinic = live
-    return [_recipient(group, in_care, body) for group in by_clinic]
+    recipients = [_recipient(group, in_care, body) for group in by_clinic]
+    for recipient in recipients:
+        if recipient.patient is not None and not recipient.enrollments:
+            current = _current_enrollment(senders.enrollments[recipient.patient.id])
+            recipient.enrollments = [current] if current else []
+    return recipients
+
+
+@cache
+def _senders_query(default_sender: bool) -> Select:
+    """Clinics owning the number `to` (and those on the default sender, when it is that), and every clinic,
+    patient and treatment for the phone `phone`. Built once: building a statement costs more than running it."""
+    owning = Clinic.sms_from == bindparam("to")  # NULL when there is no To: then no clinic owns it
+    if default_sender:
+        owning = owning | Clinic.sms_from.is_(None)
+    return (select(Clinic, Patient, Enrollment)
+            .outerjoin(Patient, (Patient.clinic_id == Clinic.id) & (Patient.phone == bindparam("phone")))
+            .outerjoin(Enrollment, Enrollment.patient_id == Patient.id)
+            .where(owning | Patient.id.is_not(None))
+            # The clinic and patient of each row are in that row: no joins or lookups of their own.
+            .options(contains_eager(Patient.clinic), contains_eager(Enrollment.patient))
+            .order_by(Clinic.id, Patient.id, Enrollment.treated_at.desc(), Enrollment.id.desc()))
 
 
 def _recipient(group: list[Patient], in_care: dict[int, list[Enrollment]], body: str) -> Recipient:
@@ -119,15 +156,22 @@ def _only(patients: list[Patient]) -> Patient | None:
     return patients[0] if len(patients) == 1 else None
 
 
-def _in_care_enrollments(session: Session, patient_ids: list[int], now: datetime) -> dict[int, list[Enrollment]]:
+def _in_care_enrollments(senders: Senders, now: datetime) -> dict[int, list[Enrollment]]:
     """Each patient's treatments still in care: not cancelled, and within their protocol's span plus a week."""
-    query = select(Enrollment).where(Enrollment.patient_id.in_(patient_ids),
-                                     Enrollment.status != EnrollmentStatus.CANCELLED)
     found: dict[int, list[Enrollment]] = {}
-    for enrollment in session.scalars(query):
-        if enrollment.treated_at <= now <= enrollment.treated_at + care_span(enrollment.treatment):
-            found.setdefault(enrollment.patient_id, []).append(enrollment)
+    for patient in senders.patients:
+        for enrollment in senders.enrollments[patient.id]:
+            if (enrollment.status != EnrollmentStatus.CANCELLED
+                    and enrollment.treated_at <= now <= enrollment.treated_at + care_span(enrollment.treatment)):
+                found.setdefault(patient.id, []).append(enrollment)
     return found
+
+
+def _current_enrollment(enrollments: list[Enrollment]) -> Enrollment | None:
+    """A patient with no treatment in care: their newest treatment, not cancelled if they have one
+    (`enrollments` newest first)."""
+    live = [e for e in enrollments if e.status != EnrollmentStatus.CANCELLED]
+    return (live or enrollments or [None])[0]
 
 
 @cache
