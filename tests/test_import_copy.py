@@ -50,8 +50,8 @@ def _file(path: Path) -> Path:
 def _setup_clinic(slug: str) -> None:
     add_clinic(slug)
     enroll(clinic=slug, first_name="Sari", phone="+6281200000001", treatment="mesotherapy", treated_at=EVENING)
-    enroll(clinic=slug, first_name="Opt", phone="+6281200000002", treatment="dermal-filler")
-    enroll(clinic=slug, first_name="NoConsent", phone="+6281200000003", treatment="dermal-filler")
+    enroll(clinic=slug, first_name="Opt", phone="+6281200000002", treatment="dermal-filler", treated_at=RECENT)
+    enroll(clinic=slug, first_name="NoConsent", phone="+6281200000003", treatment="dermal-filler", treated_at=RECENT)
     with session_scope() as session:
         clinic_id = session.scalar(select(Clinic.id).where(Clinic.slug == slug))
         session.execute(update(Patient).where(Patient.clinic_id == clinic_id, Patient.first_name == "Opt")
