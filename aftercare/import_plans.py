@@ -16,8 +16,9 @@ from aftercare.protocols import load_protocol
 from aftercare.schedule.enrollment import EnrollmentRequest, plan_messages
 
 PlanKey = tuple[str, str, datetime, bool, bool]
-# A plan is a dozen small dicts; a file whose every row has its own treatment time must not keep them all.
-MAX_PLANS = 2048
+# A plan is a dozen small dicts (about 15 kB): a file whose every row has its own treatment time must not keep
+# them all.
+MAX_PLANS = 512
 
 
 def plan_key(request: EnrollmentRequest) -> PlanKey:

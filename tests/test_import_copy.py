@@ -142,3 +142,16 @@ def test_batches_read_before_a_broken_line_are_kept(any_env, tmp_path, monkeypat
     with session_scope() as session:
         assert sorted(session.scalars(select(Patient.first_name))) == ["Pat0", "Pat1", "Pat2", "Pat3"]
 
+
+
+def test_a_database_failure_in_the_writer_thread_is_raised_by_the_import(env, tmp_path, monkeypatch):
+    monkeypatch.setattr(aftercare.importer, "BATCH_SIZE", 1)  # more batches than the queue holds: nothing blocks
+
+    def fail(self, unique):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(aftercare.importer.CopyWriter, "write", fail)
+    add_clinic()
+    path = _file(tmp_path / "patients.csv")
+    with pytest.raises(RuntimeError, match="went away"), session_scope() as session:
+        import_csv(session, path, clinic_slug="glow", now=NOW)
