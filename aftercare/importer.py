@@ -17,6 +17,7 @@ import csv
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +31,7 @@ from aftercare import audit
 from aftercare.clinics import get_clinic
 from aftercare.errors import InputError
 from aftercare.import_checks import RowChecker
-from aftercare.import_copy import CopyWriter
+from aftercare.import_copy import WRITERS, CopyWriter, ImportStopped, Turns
 from aftercare.import_plans import PlanCache
 from aftercare.models import Clinic, Enrollment, Patient, ScheduledMessage, utcnow
 from aftercare.protocols import load_protocol
@@ -76,7 +77,7 @@ def import_csv(session: Session, path: Path, *, clinic_slug: str, dry_run: bool 
     # another time), read once so each distinct treatment time is checked once.
     checker = RowChecker(clinic, utcnow())
     with _open_csv(path) as (reader, header), _Rejects(reject_path, header) as rejects:
-        with _Writer(_store(session, clinic, now, dry_run=dry_run), report) as writer:
+        with _stores(session, clinic, now, dry_run=dry_run) as stores, _Writer(stores, report) as writer:
             batch: list[EnrollmentRequest] = []
             for line, row in reader:
                 report.rows += 1
@@ -101,15 +102,27 @@ def import_csv(session: Session, path: Path, *, clinic_slug: str, dry_run: bool 
     return report
 
 
-def _store(session: Session, clinic: Clinic, now: datetime, *, dry_run: bool) -> Callable[[dict], int]:
-    """How a batch of unique sessions is stored (returns how many were new): counted only for a dry run, COPY on
-    PostgreSQL, bulk INSERTs on SQLite."""
+Store = Callable[[int, dict], int]  # (batch number, unique sessions) -> how many were new
+
+
+@contextmanager
+def _stores(session: Session, clinic: Clinic, now: datetime, *, dry_run: bool) -> Iterator[list[Store]]:
+    """How batches of unique sessions are stored, one store per writer thread: counted only for a dry run, bulk
+    INSERTs on SQLite (one writer, on the caller's session), COPY on PostgreSQL (import_copy.WRITERS writers,
+    each on a session of its own)."""
     if dry_run:
-        return lambda unique: len(unique) - len(_existing_sessions(session, clinic, list(unique)))
-    plans = PlanCache(clinic, now)
-    if use_copy(session):
-        return CopyWriter(session, clinic.id, plans).write
-    return lambda unique: _insert_batch(session, clinic, unique, plans)
+        yield [lambda _, unique: len(unique) - len(_existing_sessions(session, clinic, list(unique)))]
+    elif not use_copy(session):
+        plans = PlanCache(clinic, now)
+        yield [lambda _, unique: _insert_batch(session, clinic, unique, plans)]
+    else:
+        turns = Turns()
+        sessions = [Session(session.get_bind(), expire_on_commit=False) for _ in range(WRITERS)]
+        try:
+            yield [CopyWriter(own, clinic.id, PlanCache(clinic, now), turns).write for own in sessions]
+        finally:
+            for own in sessions:
+                own.close()
 
 
 def use_copy(session: Session) -> bool:
@@ -118,43 +131,54 @@ def use_copy(session: Session) -> bool:
 
 
 class _Writer:
-    """Stores batches in a thread of its own, so reading and checking the next rows overlaps the database work
-    (psycopg and sqlite3 release the GIL while they wait). At most two batches wait: memory stays flat.
-    An error in the thread is raised in the reading thread at its next put, or on exit."""
+    """Stores batches in threads of their own (one per store), so reading and checking the next rows overlaps
+    the database work (psycopg and sqlite3 release the GIL while they wait). At most two batches wait besides
+    those being written: memory stays flat. An error in a thread is raised in the reading thread at its next put,
+    or on exit; a batch given up because an earlier one failed (ImportStopped) is not the error to report."""
 
-    def __init__(self, store: Callable[[dict], int], report: ImportReport) -> None:
-        self.store, self.report, self.error = store, report, None
-        self.queue: queue.Queue[list[EnrollmentRequest] | None] = queue.Queue(maxsize=2)
-        self.thread = threading.Thread(target=self._run, name="import-writer", daemon=True)
+    def __init__(self, stores: list[Store], report: ImportReport) -> None:
+        self.report, self.errors, self.count, self.lock = report, [], 0, threading.Lock()
+        self.queue: queue.Queue[tuple[int, list[EnrollmentRequest]] | None] = queue.Queue(maxsize=2)
+        self.threads = [threading.Thread(target=self._run, args=(store,), name=f"import-writer-{i}", daemon=True)
+                        for i, store in enumerate(stores)]
 
     def __enter__(self) -> _Writer:
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
         return self
 
     def put(self, batch: list[EnrollmentRequest]) -> None:
-        if self.error is not None:
-            raise self.error
+        if self.errors:
+            raise self._error()
         if batch:
-            self.queue.put(batch)
+            self.queue.put((self.count, batch))
+            self.count += 1
 
     def __exit__(self, exc_type: object, *exc_info: object) -> None:
         # The batches already handed over are stored even if reading failed, as they would have been one by one.
-        self.queue.put(None)
-        self.thread.join()
-        if self.error is not None and exc_type is None:
-            raise self.error
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads:
+            thread.join()
+        if self.errors and exc_type is None:
+            raise self._error()
 
-    def _run(self) -> None:
-        while (batch := self.queue.get()) is not None:
-            if self.error is not None:
+    def _error(self) -> BaseException:
+        return next((e for e in self.errors if not isinstance(e, ImportStopped)), self.errors[0])
+
+    def _run(self, store: Store) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.errors:
                 continue  # drain, so the reader never blocks on a full queue
+            number, batch = item
             try:
-                unique = _unique(batch)
-                created = self.store(unique)
+                created = store(number, _unique(batch))
+            except BaseException as exc:  # noqa: BLE001 - handed to the reading thread, raised there
+                self.errors.append(exc)
+                continue
+            with self.lock:
                 self.report.imported += created
                 self.report.already_present += len(batch) - created
-            except BaseException as exc:  # noqa: BLE001 - handed to the reading thread, raised there
-                self.error = exc
 
 
 def _unique(batch: list[EnrollmentRequest]) -> dict[tuple, EnrollmentRequest]:

@@ -147,7 +147,7 @@ def test_batches_read_before_a_broken_line_are_kept(any_env, tmp_path, monkeypat
 def test_a_database_failure_in_the_writer_thread_is_raised_by_the_import(env, tmp_path, monkeypatch):
     monkeypatch.setattr(aftercare.importer, "BATCH_SIZE", 1)  # more batches than the queue holds: nothing blocks
 
-    def fail(self, unique):
+    def fail(self, number, unique):
         raise RuntimeError("the database went away")
 
     monkeypatch.setattr(aftercare.importer.CopyWriter, "write", fail)
@@ -155,3 +155,30 @@ def test_a_database_failure_in_the_writer_thread_is_raised_by_the_import(env, tm
     path = _file(tmp_path / "patients.csv")
     with pytest.raises(RuntimeError, match="went away"), session_scope() as session:
         import_csv(session, path, clinic_slug="glow", now=NOW)
+
+
+def test_batches_take_their_turns_in_file_order_and_an_abort_releases_the_waiters():
+    import threading
+
+    from aftercare.import_copy import ImportStopped, Turns
+
+    turns, order, stopped = Turns(), [], []
+
+    def batch(number: int) -> None:
+        try:
+            with turns.turn("patients", number):
+                order.append(number)
+        except ImportStopped:
+            stopped.append(number)
+
+    threads = [threading.Thread(target=batch, args=(n,)) for n in (3, 2, 1, 0)]  # the later ones ask first
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert order == [0, 1, 2, 3]
+    waiting = threading.Thread(target=batch, args=(9,))  # its turn never comes: batches 4 to 8 failed
+    waiting.start()
+    turns.abort()
+    waiting.join(timeout=10)
+    assert stopped == [9] and not waiting.is_alive()
