@@ -3,8 +3,7 @@
 Good rows are imported in batches (patients, enrollments and their whole schedules), by COPY on PostgreSQL
 (import_copy.py) and bulk inserts on SQLite, while the next rows are read; bad rows go to a reject file next to
 the input, with the reason. Costly checks and schedule planning are done once per distinct value (import_checks.py,
-import_plans.py). Re-running the same file changes
-nothing: patients are keyed by (clinic, phone, first name as Patient.key_for compares it), since a family
+import_plans.py). Re-running the same file changes nothing: patients are keyed by (clinic, phone, first name as Patient.key_for compares it), since a family
 phone carries several people, and enrollments by (patient, treatment, time).
 
 The file may be separated by commas, semicolons (what Excel writes in many locales), tabs or bars; the header
@@ -66,9 +65,10 @@ class ImportReport:
 def import_csv(session: Session, path: Path, *, clinic_slug: str, dry_run: bool = False,
                progress: Callable[[int], None] | None = None, now: datetime | None = None) -> ImportReport:
     """Import the CSV at `path` for the clinic; returns the counts. `now` (UTC): the time the schedules are
-    planned at (default: now). Rows are read and checked here while a writer thread stores the previous batches
+    planned at (default: now). Rows are read and checked here while writer threads store the previous batches
     (each batch is committed on its own: a failure later in the file loses nothing already stored). Raises
-    InputError for a file that cannot be read as a whole (missing columns, broken quoting)."""
+    InputError for a file that cannot be read as a whole (missing columns, broken quoting), NotFound for an
+    unknown clinic, and what the database raises."""
     clinic = get_clinic(session, clinic_slug)
     now = now or utcnow()
     report = ImportReport(dry_run=dry_run)
