@@ -1,8 +1,9 @@
 """Bulk import: one CSV row per patient session, validated row by row, written in large batches.
 
-Good rows are imported in batches with bulk inserts (patients, enrollments and their whole schedules);
-bad rows go to a reject file next to the input, with the reason. Re-running the same file changes
-nothing: patients are keyed by (clinic, phone, first name as Patient.key_for compares it), since a family
+Good rows are imported in batches (patients, enrollments and their whole schedules), by COPY on PostgreSQL
+(import_copy.py) and bulk inserts on SQLite, while the next rows are read; bad rows go to a reject file next to
+the input, with the reason. Costly checks and schedule planning are done once per distinct value (import_checks.py,
+import_plans.py). Re-running the same file changes nothing: patients are keyed by (clinic, phone, first name as Patient.key_for compares it), since a family
 phone carries several people, and enrollments by (patient, treatment, time).
 
 The file may be separated by commas, semicolons (what Excel writes in many locales), tabs or bars; the header
@@ -12,8 +13,11 @@ line tells which. Rows with nothing in them (";;;;" left under a spreadsheet's d
 from __future__ import annotations
 
 import csv
+import queue
+import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,18 +28,18 @@ from sqlalchemy.orm import Session
 
 from aftercare import audit
 from aftercare.clinics import get_clinic
-from aftercare.contact import parse_treated_at
-from aftercare.errors import AftercareError, InputError
+from aftercare.errors import InputError
+from aftercare.import_checks import RowChecker
+from aftercare.import_copy import WRITERS, CopyWriter, ImportStopped, Turns
+from aftercare.import_plans import PlanCache
 from aftercare.models import Clinic, Enrollment, Patient, ScheduledMessage, utcnow
 from aftercare.protocols import load_protocol
-from aftercare.schedule.enrollment import EnrollmentRequest, plan_messages, validate_request
+from aftercare.schedule.enrollment import EnrollmentRequest
 
 COLUMNS = ("first_name", "phone", "email", "timezone", "language", "treatment", "treated_at", "sms_consent",
            "email_consent")
 REQUIRED = ("first_name", "phone", "treatment", "treated_at")
 BATCH_SIZE = 2000
-_TRUE = {"", "1", "true", "yes", "y", "ya"}
-_FALSE = {"0", "false", "no", "n", "tidak"}
 DELIMITERS = ",;\t|"
 # A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection"); full-width forms
 # count too in some locales. Such a cell is written with a leading single quote, which makes it plain text.
@@ -58,31 +62,35 @@ class ImportReport:
                 "reject_file": self.reject_file, "dry_run": self.dry_run}
 
 
-@dataclass
-class _Batch:
-    requests: list[tuple[int, EnrollmentRequest]] = field(default_factory=list)
-
-
 def import_csv(session: Session, path: Path, *, clinic_slug: str, dry_run: bool = False,
                progress: Callable[[int], None] | None = None, now: datetime | None = None) -> ImportReport:
+    """Import the CSV at `path` for the clinic; returns the counts. `now` (UTC): the time the schedules are
+    planned at (default: now). Rows are read and checked here while writer threads store the previous batches
+    (each batch is committed on its own: a failure later in the file loses nothing already stored). Raises
+    InputError for a file that cannot be read as a whole (missing columns, broken quoting), NotFound for an
+    unknown clinic, and what the database raises."""
     clinic = get_clinic(session, clinic_slug)
     now = now or utcnow()
     report = ImportReport(dry_run=dry_run)
     reject_path = path.with_name(path.stem + ".rejects.csv")
+    # Treatment times are checked against the clock (not against `now`, which a caller may set to plan as of
+    # another time), read once so each distinct treatment time is checked once.
+    checker = RowChecker(clinic, utcnow())
     with _open_csv(path) as (reader, header), _Rejects(reject_path, header) as rejects:
-        batch: list[tuple[int, EnrollmentRequest]] = []
-        for line, row in reader:
-            report.rows += 1
-            try:
-                batch.append((line, _validate_row(clinic, row)))
-            except InputError as exc:
-                rejects.write(line, row, str(exc))
-            if len(batch) >= BATCH_SIZE:
-                _flush(session, clinic, batch, report, dry_run=dry_run, now=now)
-                batch = []
-            if progress and report.rows % 500 == 0:
-                progress(report.rows)
-        _flush(session, clinic, batch, report, dry_run=dry_run, now=now)
+        with _stores(session, clinic, now, dry_run=dry_run) as stores, _Writer(stores, report) as writer:
+            batch: list[EnrollmentRequest] = []
+            for line, row in reader:
+                report.rows += 1
+                try:
+                    batch.append(checker.check(row))
+                except InputError as exc:
+                    rejects.write(line, row, str(exc))
+                if len(batch) >= BATCH_SIZE:
+                    writer.put(batch)
+                    batch = []
+                if progress and report.rows % 500 == 0:
+                    progress(report.rows)
+            writer.put(batch)
         report.rejected = rejects.count
     report.reject_file = str(reject_path) if report.rejected else None
     if progress:
@@ -92,6 +100,94 @@ def import_csv(session: Session, path: Path, *, clinic_slug: str, dry_run: bool 
                      file=path.name, **{k: v for k, v in report.to_dict().items() if k != "reject_file"})
         session.commit()
     return report
+
+
+Store = Callable[[int, dict], int]  # (batch number, unique sessions) -> how many were new
+
+
+@contextmanager
+def _stores(session: Session, clinic: Clinic, now: datetime, *, dry_run: bool) -> Iterator[list[Store]]:
+    """How batches of unique sessions are stored, one store per writer thread: counted only for a dry run, bulk
+    INSERTs on SQLite (one writer, on the caller's session), COPY on PostgreSQL (import_copy.WRITERS writers,
+    each on a session of its own)."""
+    if dry_run:
+        yield [lambda _, unique: len(unique) - len(_existing_sessions(session, clinic, list(unique)))]
+    elif not use_copy(session):
+        plans = PlanCache(clinic, now)
+        yield [lambda _, unique: _insert_batch(session, clinic, unique, plans)]
+    else:
+        turns = Turns()
+        sessions = [Session(session.get_bind(), expire_on_commit=False) for _ in range(WRITERS)]
+        try:
+            yield [CopyWriter(own, clinic.id, PlanCache(clinic, now), turns).write for own in sessions]
+        finally:
+            for own in sessions:
+                own.close()
+
+
+def use_copy(session: Session) -> bool:
+    """Whether batches go by COPY (PostgreSQL); the tests compare it with the INSERT path on the same database."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+class _Writer:
+    """Stores batches in threads of their own (one per store), so reading and checking the next rows overlaps
+    the database work (psycopg and sqlite3 release the GIL while they wait). At most two batches wait besides
+    those being written: memory stays flat. An error in a thread is raised in the reading thread at its next put,
+    or on exit; a batch given up because an earlier one failed (ImportStopped) is not the error to report."""
+
+    def __init__(self, stores: list[Store], report: ImportReport) -> None:
+        self.report, self.errors, self.count, self.lock = report, [], 0, threading.Lock()
+        self.queue: queue.Queue[tuple[int, list[EnrollmentRequest]] | None] = queue.Queue(maxsize=2)
+        self.threads = [threading.Thread(target=self._run, args=(store,), name=f"import-writer-{i}", daemon=True)
+                        for i, store in enumerate(stores)]
+
+    def __enter__(self) -> _Writer:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def put(self, batch: list[EnrollmentRequest]) -> None:
+        if self.errors:
+            raise self._error()
+        if batch:
+            self.queue.put((self.count, batch))
+            self.count += 1
+
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        # The batches already handed over are stored even if reading failed, as they would have been one by one.
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads:
+            thread.join()
+        if self.errors and exc_type is None:
+            raise self._error()
+
+    def _error(self) -> BaseException:
+        return next((e for e in self.errors if not isinstance(e, ImportStopped)), self.errors[0])
+
+    def _run(self, store: Store) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.errors:
+                continue  # drain, so the reader never blocks on a full queue
+            number, batch = item
+            try:
+                created = store(number, _unique(batch))
+            except BaseException as exc:  # noqa: BLE001 - handed to the reading thread, raised there
+                self.errors.append(exc)
+                continue
+            with self.lock:
+                self.report.imported += created
+                self.report.already_present += len(batch) - created
+
+
+def _unique(batch: list[EnrollmentRequest]) -> dict[tuple, EnrollmentRequest]:
+    """{(phone, name key, treatment, time): the batch's first request for that session}; later ones in the same
+    batch are duplicates, counted as already present."""
+    unique: dict[tuple, EnrollmentRequest] = {}
+    for request in batch:
+        unique.setdefault((*_patient_key(request), request.treatment, request.treated_at), request)
+    return unique
 
 
 class _open_csv:
@@ -183,54 +279,13 @@ def csv_cell(value: object, *, limit: int | None = 200) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def _validate_row(clinic: Clinic, row: dict[str, Any]) -> EnrollmentRequest:
-    if None in row:
-        raise InputError("too many fields in this row")
-    for key, value in row.items():
-        if isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value):
-            raise InputError(f"{key}: not valid UTF-8")
-    get = lambda name: (row.get(name) or "").strip()  # noqa: E731
-    if len(get("treated_at")) > 64:
-        raise InputError("treated_at: too long")
-    try:
-        return validate_request(
-            clinic, first_name=get("first_name"), phone=get("phone"), email=get("email") or None,
-            timezone=get("timezone") or None, language=get("language").lower() or "en",
-            treatment=get("treatment").lower(),
-            treated_at=parse_treated_at(get("treated_at")), sms_consent=_flag(get("sms_consent"), "sms_consent"),
-            email_consent=_flag(get("email_consent"), "email_consent"))
-    except AftercareError as exc:
-        raise InputError(str(exc)) from None
-
-
-def _flag(value: str, name: str) -> bool:
-    lowered = value.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise InputError(f"{name}: expected true/false, got {value[:20]!r}")
-
-
-def _flush(session: Session, clinic: Clinic, batch: list[tuple[int, EnrollmentRequest]], report: ImportReport, *,
-           dry_run: bool, now: datetime) -> None:
-    if not batch:
-        return
-    unique: dict[tuple, EnrollmentRequest] = {}
-    for _, request in batch:
-        unique.setdefault((*_patient_key(request), request.treatment, request.treated_at), request)
-    duplicates_in_file = len(batch) - len(unique)
-    if dry_run:
-        existing = _existing_sessions(session, clinic, list(unique))
-        report.already_present += duplicates_in_file + len(existing)
-        report.imported += len(unique) - len(existing)
-        return
+def _insert_batch(session: Session, clinic: Clinic, unique: dict[tuple, EnrollmentRequest], plans: PlanCache) -> int:
+    """The SQLite path: bulk INSERTs (one statement per table and batch); returns how many sessions were new."""
     patient_ids, no_sms = _upsert_patients(session, clinic, list(unique.values()))
     created = _insert_enrollments(session, clinic, unique, patient_ids)
-    _insert_messages(session, clinic, created, unique, no_sms, now)
+    _insert_messages(session, created, unique, no_sms, plans)
     session.commit()
-    report.imported += len(created)
-    report.already_present += len(batch) - len(created)
+    return len(created)
 
 
 def _insert(session: Session, table: Table):
@@ -296,36 +351,13 @@ def _insert_enrollments(session: Session, clinic: Clinic, unique: dict[tuple, En
     return {row.id: by_patient[(row.patient_id, row.treatment, row.treated_at)] for row in created}
 
 
-def _insert_messages(session: Session, clinic: Clinic, created: dict[int, tuple],
-                     unique: dict[tuple, EnrollmentRequest], no_sms: set[PatientKey], now: datetime) -> None:
+def _insert_messages(session: Session, created: dict[int, tuple], unique: dict[tuple, EnrollmentRequest],
+                     no_sms: set[PatientKey], plans: PlanCache) -> None:
     rows: list[dict] = []
     for enrollment_id, key in created.items():
         request = unique[key]
         if key[:2] in no_sms:  # planned on the consent on file, so nothing counts as scheduled that cannot go
             request = replace(request, sms_consent=False)
-        for row in plan_messages(load_protocol(request.treatment), clinic=clinic, request=request, now=now):
-            row["enrollment_id"] = enrollment_id
-            rows.append(row)
-    if not rows:
-        return
-    if session.get_bind().dialect.name == "postgresql":
-        _copy(session, ScheduledMessage.__table__, rows)
-    else:
+        rows.extend({**row, "enrollment_id": enrollment_id} for row in plans.rows(request))
+    if rows:
         session.execute(ScheduledMessage.__table__.insert(), rows)
-
-
-def _copy(session: Session, table: Table, rows: list[dict]) -> None:
-    """PostgreSQL COPY: several times faster than multi-row INSERT for the hundreds of thousands of schedule
-    rows a large import writes. Runs inside the session's transaction."""
-    columns = list(rows[0])
-    cursor = session.connection().connection.driver_connection.cursor()
-    with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([_plain(row[c]) for c in columns])
-
-
-def _plain(value: Any) -> Any:
-    # Our StrEnum members are str subclasses; COPY wants the plain text.
-    return str(value) if isinstance(value, str) else value
-
-

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from aftercare.protocols import TREATMENTS
+from aftercare.protocols import TREATMENTS, load_protocol
 from bench import seed
 from bench.common import ROOT, CpuMeter, Result, metric, pg_database, postgres_backend_of, python_env, scratch_home
 
@@ -45,6 +45,9 @@ def run(*, quick: bool) -> Result:
     # libraries are most of the small run's peak).
     result.add(metric("peak RSS ratio (10x rows)", big["peak_rss_mb"] / little["peak_rss_mb"], "x", at_most=1.25))
     result.add(metric(f"rows not imported ({large:,})", large - big["report"]["imported"], at_most=0))
+    # A fast import that dropped schedules would be no import: every row's whole protocol must be in the outbox.
+    result.add(metric(f"outbox rows missing ({large:,})", expected_messages(large) - big["scheduled_messages"],
+                      at_most=0))
     return result
 
 
@@ -64,6 +67,11 @@ def import_once(home: Path, rows: int) -> dict:
     return {"rows": rows, "seconds": round(seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
             "report": json.loads(output), "scheduled_messages": messages,
             "cpu_seconds": {**meter.used(), "import": round(usage.ru_utime + usage.ru_stime, 2)}}
+
+
+def expected_messages(rows: int) -> int:
+    """The outbox rows the file of write_csv(rows) makes: one per protocol step of each row's treatment."""
+    return sum(len(load_protocol(TREATMENTS[i % len(TREATMENTS)]).steps) for i in range(rows))
 
 
 def write_csv(path: Path, rows: int) -> None:
