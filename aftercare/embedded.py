@@ -24,7 +24,7 @@ def run_embedded(*, demo: bool) -> None:
     """Web in this process, a Celery worker with beat embedded in a child process; both stop on Ctrl+C or SIGTERM.
 
     The port is taken first, so "already in use" is one line (AftercareError) before anything else starts."""
-    from aftercare.inbound.server import make_server
+    from aftercare.inbound.server import make_server, warm_up
 
     settings = get_settings()
     console = Console()
@@ -34,6 +34,7 @@ def run_embedded(*, demo: bool) -> None:
     if demo:
         seed_demo()
     worker = start_worker(settings)
+    warm_up()  # while the worker starts: the first reply need not wait for the lexicons and language model
     _banner(console, settings, demo)
     # SIGTERM (docker stop, systemd, kill) takes the same way out as Ctrl+C: waitress returns, the worker is stopped.
     previous = signal.signal(signal.SIGTERM, _interrupt)
