@@ -10,9 +10,9 @@ from sqlalchemy import select, update
 
 from aftercare.channels.console import read_outbox
 from aftercare.config import get_settings
-from aftercare.db import session_factory, session_scope
+from aftercare.db import get_engine, session_factory, session_scope
 from aftercare.models import Clinic, Enrollment, Escalation, MessageStatus, Patient, ScheduledMessage
-from aftercare.schedule.delivery import deliver_batch
+from aftercare.schedule.delivery import deliver_batch, renew_lease
 from aftercare.schedule.dispatcher import claim_due_messages
 from tests.cli_helpers import add_clinic, cli_json, enroll
 
@@ -231,3 +231,28 @@ def test_a_safety_step_still_obeys_opt_out_and_an_open_escalation(env):
         rows = {(row.enrollment_id, row.status, row.skip_reason) for row in session.scalars(
             select(ScheduledMessage).where(ScheduledMessage.step == "first-hours"))}
     assert rows == {(1, "skipped", "opted_out"), (2, "scheduled", None)}
+
+
+def _leases(ids: list[int]) -> set[datetime]:
+    with session_scope() as session:
+        return set(session.scalars(select(ScheduledMessage.claimed_until).where(ScheduledMessage.id.in_(ids))))
+
+
+def test_a_delivery_renews_only_a_lease_less_than_half_left(any_env):
+    """A task picked up at once leaves its fresh claim alone (no write per row); one that waited in the queue
+    past half its lease takes a whole lease again, on PostgreSQL and SQLite alike."""
+    _due_enrollment()
+    claimed_at = datetime.now(UTC) + timedelta(seconds=1)  # after the steps due at enrollment
+    with session_factory()() as session:
+        claim = claim_due_messages(session, limit=100, lease_seconds=300, now=claimed_at)
+    settings = get_settings().model_copy(update={"claim_lease_seconds": 300})
+    with get_engine().connect() as connection:
+        renew_lease(connection, claim.ids, claim.token, now=claimed_at + timedelta(seconds=100), settings=settings)
+        connection.commit()
+    assert claim.ids and _leases(claim.ids) == {claimed_at + timedelta(seconds=300)}
+    waited = claimed_at + timedelta(seconds=200)
+    with get_engine().connect() as connection:
+        renew_lease(connection, claim.ids, "another-token", now=waited, settings=settings)
+        renew_lease(connection, claim.ids, claim.token, now=waited, settings=settings)
+        connection.commit()
+    assert _leases(claim.ids) == {waited + timedelta(seconds=300)}
