@@ -229,6 +229,17 @@ def test_a_shared_phones_reply_that_names_a_patient_is_theirs(family):
     assert escalation.enrollment_ids == [putri["enrollment_id"]]
 
 
+@pytest.mark.parametrize("follow_up", ["Putri here: a bit bruised, is that normal?", "ini Putri, cuma memar dikit kak"])
+def test_a_named_follow_up_while_the_phones_emergency_is_open_is_not_reassured_and_shows_on_it(family, follow_up):
+    """Nobody knows yet whose lip went white: Putri saying who she is must not earn her an "all is normal"."""
+    _reply("my lip went white and hurts a lot", None)
+    [escalation] = _escalations()
+    result = _reply(follow_up, None)
+    assert result["escalation_id"] == escalation.id and result["answer"] is None
+    shown = cli_json("escalations", "show", str(escalation.id))
+    assert follow_up in [r["body"] for r in shown["replies"]]
+
+
 def test_a_routine_question_from_a_shared_phone_goes_to_a_person_naming_both(family):
     result = _reply("is a little swelling normal?", None)
     assert result["review_id"] is not None and result["escalation_id"] is None

@@ -63,11 +63,13 @@ def _context_query(*, attributed: bool, shared: bool) -> Select:
 
 
 def _unresolved_escalation(attributed: bool) -> ScalarSelect:
-    """The open or acknowledged escalation this reply belongs to: the patient's, or, for a shared phone nobody can
-    attribute, the one opened for that phone at this clinic."""
-    about = (Escalation.patient_id == bindparam("patient_id") if attributed else
-             Escalation.patient_id.in_(bindparam("patient_ids", expanding=True))
-             | (Escalation.sender_phone == bindparam("sender")))
+    """The open or acknowledged escalation this reply belongs to: the patient's own, or one opened for the phone
+    itself at this clinic (sender_phone: a shared phone's reply nobody could attribute). A family member who now
+    says who is writing ("Putri here: ...") may be the one whose lip went white: the clinician sees the follow-up
+    on that escalation, and no robot tells her all is normal."""
+    for_the_phone = Escalation.sender_phone == bindparam("sender")
+    about = ((Escalation.patient_id == bindparam("patient_id")) | for_the_phone if attributed else
+             Escalation.patient_id.in_(bindparam("patient_ids", expanding=True)) | for_the_phone)
     return (select(Escalation.id).where(Escalation.clinic_id == bindparam("clinic_id"), about, Escalation.status.in_(
         [EscalationStatus.OPEN, EscalationStatus.ACKNOWLEDGED])).order_by(Escalation.id.desc()).limit(1)
         .scalar_subquery())
