@@ -18,7 +18,8 @@ _PERSONAL = re.compile(r"\+\d{7,15}|[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # Celery's lines for every task received and done: the dispatcher tick's every few seconds belong at DEBUG.
 _PER_TICK_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat")
 # Third-party loggers that would print request URLs or bodies at INFO stay at WARNING.
-_NOISY_LOGGERS = ("twilio.http_client", "urllib3", "sqlalchemy.engine", "waitress.queue")
+# alembic: every /healthz compares the schema with the head revision, and alembic says so at INFO each time.
+_NOISY_LOGGERS = ("twilio.http_client", "urllib3", "sqlalchemy.engine", "waitress.queue", "alembic")
 
 
 def redact(text: str) -> str:

@@ -100,6 +100,17 @@ def test_healthz_fails_until_the_first_tick_then_passes(clinic):
         assert body["dispatcher_lag_seconds"] == 0 and body["last_tick_seconds_ago"] < 60
 
 
+def test_a_health_check_writes_no_log_line_at_info(clinic, caplog):
+    """A load balancer asks every few seconds: the schema check must not log alembic's chatter each time."""
+    from aftercare.logs import configure_logging
+
+    configure_logging("INFO")
+    with serve_app() as web, caplog.at_level(logging.INFO):
+        _healthz(web)
+        _healthz(web)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("alembic")] == []
+
+
 @pytest.mark.parametrize(("seconds_ago", "limit", "healthy"), [(121, None, False), (3600, None, False),
                                                                (100, None, True), (500, "600", True),
                                                                (61, "60", False)])

@@ -83,6 +83,9 @@ def _gunicorn_options(host: str, port: int, workers: int, threads: int, log_leve
         "timeout": 60,  # a worker silent this long is restarted
         "graceful_timeout": 8,  # SIGTERM: requests in flight finish first, within docker stop's 10 s
         "keepalive": 5,
+        # gunicorn's control socket is one path per user ($HOME/.gunicorn/gunicorn.ctl): a second instance on the
+        # host would take it over, and a read-only home in the image cannot hold it. Nothing here uses it.
+        "control_socket_disable": True,
         "loglevel": log_level.lower(),
         # No access log: its lines would bypass the privacy filter of aftercare.logs, and one line per webhook
         # at hundreds a second says nothing the metrics do not.
