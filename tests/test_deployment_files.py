@@ -35,8 +35,13 @@ def test_compose_serves_the_web_app_with_several_gunicorn_workers_and_shared_met
     # The anchor's settings are all still there (a YAML merge is shallow: an own environment replaces it).
     worker_env = _compose()["services"]["worker"]["environment"]
     assert set(worker_env) <= set(web["environment"])
+    # The web app's /metrics adds up every process' counts: the worker's (deliveries, reply-to-page) too.
+    worker = _compose()["services"]["worker"]
     metrics_dir = web["environment"]["PROMETHEUS_MULTIPROC_DIR"]
-    assert metrics_dir in web["tmpfs"]  # empty at every start, as prometheus-client needs
+    assert worker["environment"]["PROMETHEUS_MULTIPROC_DIR"] == metrics_dir
+    mounts = {service: {v.split(":")[1]: v.split(":")[0] for v in s["volumes"]} for service, s in
+              (("web", web), ("worker", worker))}
+    assert mounts["web"][metrics_dir] == mounts["worker"][metrics_dir] in _compose()["volumes"]
 
 
 def test_every_variable_in_compose_and_readme_is_a_real_setting():
