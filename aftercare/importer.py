@@ -67,8 +67,8 @@ def import_csv(session: Session, path: Path, *, clinic_slug: str, dry_run: bool 
     """Import the CSV at `path` for the clinic; returns the counts. `now` (UTC): the time the schedules are
     planned at (default: now). Rows are read and checked here while writer threads store the previous batches
     (each batch is committed on its own: a failure later in the file loses nothing already stored). Raises
-    InputError for a file that cannot be read as a whole (missing columns, broken quoting), NotFound for an
-    unknown clinic, and what the database raises."""
+    InputError for a file that cannot be read as a whole (missing columns, broken quoting; the good rows before
+    the broken line are stored), NotFound for an unknown clinic, and what the database raises."""
     clinic = get_clinic(session, clinic_slug)
     now = now or utcnow()
     report = ImportReport(dry_run=dry_run)
@@ -79,17 +79,24 @@ def import_csv(session: Session, path: Path, *, clinic_slug: str, dry_run: bool 
     with _open_csv(path) as (reader, header), _Rejects(reject_path, header) as rejects:
         with _stores(session, clinic, now, dry_run=dry_run) as stores, _Writer(stores, report) as writer:
             batch: list[EnrollmentRequest] = []
-            for line, row in reader:
-                report.rows += 1
-                try:
-                    batch.append(checker.check(row))
-                except InputError as exc:
-                    rejects.write(line, row, str(exc))
-                if len(batch) >= BATCH_SIZE:
+            try:
+                for line, row in reader:
+                    report.rows += 1
+                    try:
+                        batch.append(checker.check(row))
+                    except InputError as exc:
+                        rejects.write(line, row, str(exc))
+                    if len(batch) >= BATCH_SIZE:
+                        writer.put(batch)
+                        batch = []
+                    if progress and report.rows % 500 == 0:
+                        progress(report.rows)
+            except InputError:
+                # The file breaks off at a bad line: the good rows read before it are stored too, so the fixed
+                # file imported again finds them all present and adds only the rest.
+                if not writer.errors:
                     writer.put(batch)
-                    batch = []
-                if progress and report.rows % 500 == 0:
-                    progress(report.rows)
+                raise
             writer.put(batch)
         report.rejected = rejects.count
     report.reject_file = str(reject_path) if report.rejected else None
@@ -191,8 +198,8 @@ def _unique(batch: list[EnrollmentRequest]) -> dict[tuple, EnrollmentRequest]:
 
 
 class _open_csv:
-    """The CSV as (line number, row) pairs; undecodable bytes are kept as surrogates so the row is rejected,
-    not the whole file."""
+    """The CSV as (line number, row) pairs (see _rows); undecodable bytes are kept as surrogates so the row is
+    rejected, not the whole file."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -205,14 +212,13 @@ class _open_csv:
         # One line is enough to tell the delimiter; seek(0) reads the file from its start again (BOM included).
         delimiter = _guess_delimiter(self.handle.readline())
         self.handle.seek(0)
-        reader = csv.DictReader(self.handle, delimiter=delimiter)
-        header = [_column_name(h) for h in (reader.fieldnames or [])]
+        reader = csv.reader(self.handle, delimiter=delimiter)
+        header = [_column_name(h) for h in next(reader, [])]
         missing = [c for c in REQUIRED if c not in header]
         if missing:
             self.handle.close()
             raise InputError(f"{self.path.name}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
-        reader.fieldnames = header
-        return _rows(reader, self.path), header
+        return _rows(reader, header, self.path), header
 
     def __exit__(self, *exc_info: object) -> None:
         self.handle.close()
@@ -233,13 +239,33 @@ def _guess_delimiter(header_line: str) -> str:
     return max(DELIMITERS, key=known_columns)  # max keeps the first of equals: ","
 
 
-def _rows(reader: csv.DictReader, path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+def _rows(reader: Any, header: list[str], path: Path) -> Iterator[tuple[int, dict[str, str | None]]]:
+    """(first physical line of the row, {column: cell}) as csv.DictReader gives them: cells beyond the header
+    as a list under None, missing ones None. Raises InputError for a row that spans several physical lines: no
+    cell of ours holds a line break, so a quote was left open and the csv reader would swallow the following
+    rows into one cell (they would be neither imported nor rejected)."""
+    first = reader.line_num + 1
     try:
-        for row in reader:
-            if not _is_blank(row):
-                yield reader.line_num, row
-    except csv.Error as exc:
-        raise InputError(f"{path.name}: line {reader.line_num}: {exc}") from None
+        for cells in reader:
+            # A quote left open in the last line keeps that line's end in the last cell.
+            if reader.line_num > first or (cells and cells[-1].endswith(("\n", "\r"))):
+                raise _unclosed_quote(path, first)
+            row: dict[str | None, Any] = dict(zip(header, cells, strict=False))
+            if len(cells) > len(header):
+                row[None] = cells[len(header):]
+            row.update((name, None) for name in header[len(cells):])
+            if cells and not _is_blank(row):  # [] is an empty line
+                yield first, row
+            first = reader.line_num + 1
+    except csv.Error as exc:  # e.g. a cell over csv.field_size_limit(), also when a quote swallows many lines
+        if reader.line_num > first:
+            raise _unclosed_quote(path, first) from None
+        raise InputError(f"{path.name}: line {first}: {exc}") from None
+
+
+def _unclosed_quote(path: Path, line: int) -> InputError:
+    return InputError(f"{path.name}: line {line}: a quote opened here is never closed (it would swallow the lines"
+                      " after it); fix the file and import again")
 
 
 def _is_blank(row: dict[str | None, Any]) -> bool:
