@@ -238,19 +238,19 @@ def _leases(ids: list[int]) -> set[datetime]:
         return set(session.scalars(select(ScheduledMessage.claimed_until).where(ScheduledMessage.id.in_(ids))))
 
 
-def test_a_delivery_renews_only_a_lease_less_than_half_left(any_env):
+def test_a_delivery_renews_only_a_lease_with_less_than_three_quarters_left(any_env):
     """A task picked up at once leaves its fresh claim alone (no write per row); one that waited in the queue
-    past half its lease takes a whole lease again, on PostgreSQL and SQLite alike."""
+    past a quarter of its lease takes a whole lease again, on PostgreSQL and SQLite alike."""
     _due_enrollment()
     claimed_at = datetime.now(UTC) + timedelta(seconds=1)  # after the steps due at enrollment
     with session_factory()() as session:
         claim = claim_due_messages(session, limit=100, lease_seconds=300, now=claimed_at)
     settings = get_settings().model_copy(update={"claim_lease_seconds": 300})
     with get_engine().connect() as connection:
-        renew_lease(connection, claim.ids, claim.token, now=claimed_at + timedelta(seconds=100), settings=settings)
+        renew_lease(connection, claim.ids, claim.token, now=claimed_at + timedelta(seconds=70), settings=settings)
         connection.commit()
     assert claim.ids and _leases(claim.ids) == {claimed_at + timedelta(seconds=300)}
-    waited = claimed_at + timedelta(seconds=200)
+    waited = claimed_at + timedelta(seconds=80)
     with get_engine().connect() as connection:
         renew_lease(connection, claim.ids, "another-token", now=waited, settings=settings)
         renew_lease(connection, claim.ids, claim.token, now=waited, settings=settings)

@@ -89,7 +89,8 @@ def deliver_batch(ids: list[int], token: str, *, settings: Settings | None = Non
     chunks = [to_send[i::settings.send_threads] for i in range(min(settings.send_threads, len(to_send)))]
     with SentRecorder(token, lambda group, pending: _after_recorded(group, pending, pages)) as recorder:
         for chunk_counts in _executor(settings).map(
-                lambda chunk: _send_chunk(chunk, token, settings, recorder, pages=bool(pages)), chunks):
+                lambda chunk: _send_chunk(chunk, token, settings, recorder, pages=bool(pages), renewed_at=now),
+                chunks):
             counts.update(chunk_counts)
     metrics.count_deliveries(counts)
     log.debug("batch of %d handled: %s", len(ids), dict(counts))
@@ -148,9 +149,10 @@ def _email_the_opted_out(row_ids: list[int], now: datetime) -> None:
 
 def renew_lease(connection: Connection, ids: list[int], token: str, *, now: datetime, settings: Settings) -> None:
     """Give the rows of `ids` still claimed under `token` a whole lease again from `now` (pages:
-    AFTERCARE_PAGE_LEASE_SECONDS, others AFTERCARE_CLAIM_LEASE_SECONDS) where less than half of it is left: a task
-    that waited in the queue. A fresh claim is left as it is, which spares every row an index-updating write;
-    either way each chunk starts with at least half a lease (see _send_chunk)."""
+    AFTERCARE_PAGE_LEASE_SECONDS, others AFTERCARE_CLAIM_LEASE_SECONDS) where less than three quarters of it is
+    left: a task that waited in the queue. A fresh claim is left as it is, which spares every row an
+    index-updating write; either way, until `now` + a quarter lease every row has at least half a lease left
+    (see _send_chunk)."""
     page_lease = timedelta(seconds=settings.page_lease_seconds)
     lease = timedelta(seconds=settings.claim_lease_seconds)
     def by_kind(page_time: datetime, other_time: datetime):
@@ -158,19 +160,20 @@ def renew_lease(connection: Connection, ids: list[int], token: str, *, now: date
                     else_=literal(other_time, UTCDateTime()))
 
     until = by_kind(now + page_lease, now + lease)
-    half_left = by_kind(now + page_lease / 2, now + lease / 2)
+    most_left = by_kind(now + page_lease * 3 / 4, now + lease * 3 / 4)
     connection.execute(update(M).where(M.id.in_(ids), M.claim_token == token, M.status == MessageStatus.CLAIMED,
-                                       M.claimed_until < half_left).values(claimed_until=until))
+                                       M.claimed_until < most_left).values(claimed_until=until))
 
 
 def _send_chunk(items: list[tuple[int, OutgoingMessage]], token: str, settings: Settings, recorder: SentRecorder,
-                *, pages: bool) -> Counter:
+                *, pages: bool, renewed_at: datetime) -> Counter:
     """One thread's share of a batch, sent in order, each accepted send handed to `recorder`.
     The rate limit is reserved a block of sends at a time (channels.ratelimit.Pacer). A chunk slowed down (rate
-    limit, provider latency) past half its lease renews each row before sending it, so an expired lease can never
-    let a second worker send the same row."""
+    limit, provider latency) past a quarter lease after `renewed_at` (see renew_lease) renews each row before
+    sending it, so every send starts with at least half a lease left: an expired lease can never let a second
+    worker send the same row."""
     lease = timedelta(seconds=settings.page_lease_seconds if pages else settings.claim_lease_seconds)
-    renew_after = utcnow() + lease / 2
+    renew_after = renewed_at + lease / 4
     senders = Counter(sender_key(m, settings) for _, m in items if m.channel == Channel.SMS)
     pacer = Pacer(get_rate_limiter(settings), settings.sms_rate_per_second, senders)
     counts: Counter = Counter()
