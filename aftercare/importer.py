@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -241,14 +242,15 @@ def _guess_delimiter(header_line: str) -> str:
 
 def _rows(reader: Any, header: list[str], path: Path) -> Iterator[tuple[int, dict[str, str | None]]]:
     """(first physical line of the row, {column: cell}) as csv.DictReader gives them: cells beyond the header
-    as a list under None, missing ones None. Raises InputError for a row that spans several physical lines: no
-    cell of ours holds a line break, so a quote was left open and the csv reader would swallow the following
-    rows into one cell (they would be neither imported nor rejected)."""
+    as a list under None, missing ones None. Raises InputError for a row whose cell swallowed whole lines of the
+    file (a line break followed by more cells) or ran to its end: a quote was left open, and the rows it swallowed
+    would be neither imported nor rejected. A line break alone inside a closed quote ("A<newline>yu") is a bad
+    cell, and the row is rejected by the checks like any other."""
     first = reader.line_num + 1
+    delimiter = reader.dialect.delimiter
     try:
         for cells in reader:
-            # A quote left open in the last line keeps that line's end in the last cell.
-            if reader.line_num > first or (cells and cells[-1].endswith(("\n", "\r"))):
+            if _swallowed_lines(cells, delimiter):
                 raise _unclosed_quote(path, first)
             row: dict[str | None, Any] = dict(zip(header, cells, strict=False))
             if len(cells) > len(header):
@@ -261,6 +263,15 @@ def _rows(reader: Any, header: list[str], path: Path) -> Iterator[tuple[int, dic
         if reader.line_num > first:
             raise _unclosed_quote(path, first) from None
         raise InputError(f"{path.name}: line {first}: {exc}") from None
+
+
+def _swallowed_lines(cells: list[str], delimiter: str) -> bool:
+    """A cell holds a line break followed by more cells, or the quote ran to the end of the file (the last cell
+    keeps that line's end)."""
+    if cells and cells[-1].endswith(("\n", "\r")):
+        return True
+    return any(delimiter in re.split(r"\r\n|\r|\n", cell, maxsplit=1)[-1] for cell in cells
+               if "\n" in cell or "\r" in cell)
 
 
 def _unclosed_quote(path: Path, line: int) -> InputError:
