@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -82,10 +83,27 @@ def test_adding_a_real_emergency_sentence_to_benign_text_always_yields_emergency
     assert triage(f"{benign}. {emergency}").level is TriageLevel.EMERGENCY
 
 
+# Severe pain alone is an emergency as a sign of vascular occlusion after an injectable; text naming a laser or a
+# peel makes it urgent (still escalated, on-call paged). The other signs are emergencies whatever was done.
+PAIN_ONLY = "The pain in my nose is unbearable."
+
+
 @settings(max_examples=300)
-@given(noise=st.text(max_size=200), emergency=st.sampled_from(EMERGENCIES))
+@given(noise=st.text(max_size=200), emergency=st.sampled_from([e for e in EMERGENCIES if e != PAIN_ONLY]))
 def test_adding_a_real_emergency_sentence_to_any_text_always_yields_emergency(noise, emergency):
     assert triage(f"{noise}\n{emergency}").level is TriageLevel.EMERGENCY
+
+
+@settings(max_examples=300)
+@given(noise=st.text(max_size=200))
+def test_adding_unbearable_pain_to_any_text_is_always_escalated(noise):
+    assert triage(f"{noise}\n{PAIN_ONLY}").level in (TriageLevel.EMERGENCY, TriageLevel.URGENT)
+
+
+@pytest.mark.parametrize("treatment", ["LASER", "chemical peel", "microneedling"])
+def test_unbearable_pain_after_a_named_non_injectable_treatment_is_urgent_not_emergency(treatment):
+    assert triage(f"{treatment}\n{PAIN_ONLY}").level is TriageLevel.URGENT
+    assert triage(f"filler\n{PAIN_ONLY}").level is TriageLevel.EMERGENCY
 
 
 @given(sign=any_sign, hedge=st.sampled_from(["kinda ", "a bit ", "maybe ", "agak ", "i think i have ", "sort of "]),
