@@ -26,7 +26,7 @@ from aftercare.models import (
     ReviewItem,
     ScheduledMessage,
 )
-from aftercare.review.service import HOLDING_REPEAT
+from aftercare.review.service import HOLDING_REPEAT, holding_answers
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,7 @@ def _unresolved_escalation(attributed: bool) -> ScalarSelect:
 
 def _recently_held() -> ColumnElement[bool]:
     """review.service.recently_held as a subquery: a holding answer went to this sender since held_since."""
-    return (select(ReviewItem.id).join(InboundMessage)
-            .where(InboundMessage.from_phone == bindparam("sender"), InboundMessage.answer.is_not(None),
-                   ReviewItem.created_at >= bindparam("held_since")).exists())
+    return holding_answers(bindparam("sender"), bindparam("held_since")).exists()
 
 
 def _answered_since_checkin() -> ColumnElement[bool]:

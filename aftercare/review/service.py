@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, select
+from sqlalchemy import Select, case, select
 from sqlalchemy.orm import Session
 
 from aftercare import audit
@@ -69,12 +69,17 @@ def open_review_item(session: Session, *, clinic: Clinic, inbound: InboundMessag
 HOLDING_REPEAT = timedelta(minutes=30)
 
 
+def holding_answers(sender, since) -> Select:
+    """Review items whose reply from `sender` got a holding answer at or after `since` (values or bind parameters:
+    inbound/context.py reads the same rule as a subquery)."""
+    return (select(ReviewItem.id).join(InboundMessage)
+            .where(InboundMessage.from_phone == sender, InboundMessage.answer.is_not(None),
+                   ReviewItem.created_at >= since))
+
+
 def recently_held(session: Session, *, sender: str, now: datetime) -> bool:
     """Whether this sender got a holding answer (a reply put before a person) in the last half hour."""
-    query = (select(ReviewItem.id).join(InboundMessage)
-             .where(InboundMessage.from_phone == sender, InboundMessage.answer.is_not(None),
-                    ReviewItem.created_at >= now - HOLDING_REPEAT))
-    return session.scalar(query.limit(1)) is not None
+    return session.scalar(holding_answers(sender, now - HOLDING_REPEAT).limit(1)) is not None
 
 
 def list_inbox(session: Session, *, clinic_id: int | None = None, include_done: bool = False) -> list[ReviewItem]:
