@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -88,6 +88,25 @@ _SENT = (update(M)
          .values(status=MessageStatus.SENT, provider_id=bindparam("b_sid"), sent_at=bindparam("b_at"),
                  updated_at=bindparam("b_at"), claimed_until=None, error=None, error_code=None))
 
+# On PostgreSQL a whole group is one statement over arrays (the same guard as _SENT), and the callbacks that came
+# first are read in the same round trip: a group of eight is then one statement, not eight plus a lookup. The
+# SELECT sees the transaction's snapshot as a second statement would, and the commit follows at once.
+# The status guard compares with a joined value on purpose: written as status = 'claimed' it lets the planner
+# pick the partial lease index, whose row estimate is stale seconds after a claim, and scan every claimed row
+# once per group; this way each row is found by its primary key.
+_SENT_GROUP_PG = text("""
+WITH sent AS (
+    UPDATE scheduled_messages AS m
+    SET status = 'sent', provider_id = v.sid, sent_at = v.at, updated_at = v.at,
+        claimed_until = NULL, error = NULL, error_code = NULL
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:sids AS text[]), CAST(:ats AS timestamptz[]),
+                CAST(:expected AS text[])) AS v (id, sid, at, expected)
+    WHERE m.id = v.id AND m.claim_token = :token AND m.status = v.expected
+    RETURNING m.provider_id
+)
+SELECT DISTINCT p.provider_sid FROM pending_statuses AS p JOIN sent ON p.provider_sid = sent.provider_id
+""")
+
 
 class SentRecorder(_Connected):
     """Group-commits sends for one claim token from any number of sending threads (see the module's docstring).
@@ -153,6 +172,11 @@ class SentRecorder(_Connected):
             log.exception("after recording %d sent messages", len(group))
 
     def _write(self, connection: Connection, group: list[Sent]) -> set[str]:
+        if connection.dialect.name == "postgresql":
+            return set(connection.scalars(_SENT_GROUP_PG, {
+                "ids": [s.row_id for s in group], "sids": [s.provider_id for s in group],
+                "ats": [s.sent_at for s in group], "expected": [MessageStatus.CLAIMED.value] * len(group),
+                "token": self.token}))
         connection.execute(_SENT, [{"b_id": s.row_id, "b_token": self.token, "b_sid": s.provider_id,
                                     "b_at": s.sent_at} for s in group])
         # In the same transaction: a callback stored before this commit is seen here, one after it finds the row.
