@@ -56,10 +56,16 @@ def web_workers() -> int:
     return int(os.environ.get("BENCH_WEB_WORKERS") or os.cpu_count() or 1)
 
 
+def web_threads() -> int:
+    """Threads per gunicorn worker: BENCH_WEB_THREADS, else `aftercare web`'s default."""
+    return int(os.environ.get("BENCH_WEB_THREADS") or 8)
+
+
 def run(*, quick: bool) -> Result:
     seconds = SECONDS[quick]
     result = Result("webhook", details={"seconds_per_rate": seconds, "patients": PATIENTS, "body": BODY,
                                         "client_timeout": TIMEOUTS[quick], "web_workers": web_workers(),
+                                        "web_threads": web_threads(),
                                         "cores": os.cpu_count()})
     with pg_database("webhook") as url, scratch_home() as home:
         with seed.connect(url) as conn:
@@ -85,7 +91,7 @@ def start_web(url: str, base: str, home: Path) -> subprocess.Popen:
                      LOG_LEVEL=os.environ.get("AFTERCARE_LOG_LEVEL", "INFO"))
     log = open(home / "web.log", "ab")  # noqa: SIM115 - closed when the server ends
     command = [sys.executable, "-m", "cli", "web", "--host", "127.0.0.1", "--port", port,
-               "--workers", str(web_workers())]
+               "--workers", str(web_workers()), "--threads", str(web_threads())]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import Insert, Update, bindparam, insert, select, update
+from sqlalchemy import Insert, Update, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -32,7 +32,6 @@ from aftercare.inbound.keywords import Keyword, classify, is_conditional_opt_in
 from aftercare.inbound.language import message_language
 from aftercare.inbound.media import record_media
 from aftercare.models import (
-    AuditEntry,
     Clinic,
     Enrollment,
     InboundMessage,
@@ -138,11 +137,9 @@ def _write_outcome(session: Session, inbound: InboundMessage, outcome: Outcome, 
     values = {f"new_{column}": getattr(inbound, column) for column in _OUTCOME_COLUMNS}
     connection = session.connection()
     connection.execute(_update_outcome(), {"inbound_id": inbound.id, **values})
-    connection.execute(insert(AuditEntry.__table__), {
-        "at": now, "actor": "patient" if inbound.patient_id else "sender", "action": "inbound.received",
-        "subject_type": "inbound", "subject_id": inbound.id,
-        "details": {"handling": outcome.handling, "level": outcome.level, "escalation_id": outcome.escalation_id,
-                    "review_id": outcome.review_id}})
+    audit.append(connection, at=now, actor="patient" if inbound.patient_id else "sender", action="inbound.received",
+                 subject_type="inbound", subject_id=inbound.id, handling=outcome.handling, level=outcome.level,
+                 escalation_id=outcome.escalation_id, review_id=outcome.review_id)
 
 
 def _storable(text: str) -> str:
@@ -294,9 +291,9 @@ def _unknown_sender(session: Session, inbound: InboundMessage, outcome: Outcome,
         return outcome
     waiting = recently_held(session, sender=inbound.from_phone, now=now)
     for clinic in clinics:
-        item = open_review_item(session, clinic=clinic, inbound=inbound, reason="unknown_sender",
-                                level=disposition.level.value, now=now)
-        outcome.review_id = outcome.review_id or item.id
+        item_id = open_review_item(session, clinic=clinic, inbound=inbound, reason="unknown_sender",
+                                   level=disposition.level.value, now=now)
+        outcome.review_id = outcome.review_id or item_id
     if clinics and not waiting and disposition.action is not Action.SILENT:
         key = "reply.holding" if len(clinics) == 1 else "unknown.safety"
         outcome.answers.append(render(key, language, **_clinic_values(clinics[0])))
@@ -365,11 +362,10 @@ def _to_review(session: Session, inbound: InboundMessage, recipient: Recipient, 
                disposition: Disposition, outcome: Outcome, holding: str | None, *, in_risk_window: bool,
                now: datetime) -> None:
     """A person must read it; the patient gets the `holding` answer (None: they got one half an hour ago)."""
-    item = open_review_item(session, clinic=recipient.clinic, inbound=inbound, reason=disposition.reason,
-                            level=disposition.level.value, enrollment_id=enrollment.id if enrollment else None,
-                            patient=recipient.patient, candidates=_shared(recipient),
-                            in_risk_window=in_risk_window, now=now)
-    outcome.review_id = item.id
+    outcome.review_id = open_review_item(
+        session, clinic=recipient.clinic, inbound=inbound, reason=disposition.reason, level=disposition.level.value,
+        enrollment_id=enrollment.id if enrollment else None, patient=recipient.patient,
+        candidates=_shared(recipient), in_risk_window=in_risk_window, now=now)
     if holding is not None:
         outcome.answers.append(holding)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, case, select
+from sqlalchemy import Select, case, insert, select
 from sqlalchemy.orm import Session
 
 from aftercare import audit
@@ -49,20 +49,21 @@ RISK_WINDOW_REVIEW = timedelta(minutes=15)
 def open_review_item(session: Session, *, clinic: Clinic, inbound: InboundMessage, reason: str,
                      level: str | None, enrollment_id: int | None = None, in_risk_window: bool = False,
                      patient: Patient | None = None, candidates: list[Patient] | None = None,
-                     now: datetime | None = None) -> ReviewItem:
+                     now: datetime | None = None) -> int:
     """A reply for `clinic` to read, about `patient` (None: on file nowhere, or a shared phone's `candidates`,
-    all named on the item)."""
+    all named on the item). Returns the new item's id; it and its audit entry are written in the session's
+    transaction as two Core INSERTs (this is on every webhook that needs a person: the ORM's flush cost more)."""
     now = now or utcnow()
     due = now + RISK_WINDOW_REVIEW if in_risk_window else review_due_at(clinic, now)
-    item = ReviewItem(clinic_id=clinic.id, patient_id=patient.id if patient else None,
-                      patient_ids=sorted(p.id for p in candidates or []), enrollment_id=enrollment_id,
-                      inbound_id=inbound.id, reason=reason, level=level, status=ReviewStatus.OPEN, created_at=now,
-                      due_at=due)
-    session.add(item)
-    session.flush()
-    audit.record(session, actor="triage", action="review.opened", subject_type="review", subject_id=item.id,
-                 reason=reason, inbound_id=inbound.id, clinic_id=clinic.id)
-    return item
+    connection = session.connection()
+    item_id = connection.execute(insert(ReviewItem.__table__).returning(ReviewItem.__table__.c.id), {
+        "clinic_id": clinic.id, "patient_id": patient.id if patient else None,
+        "patient_ids": sorted(p.id for p in candidates or []), "enrollment_id": enrollment_id,
+        "inbound_id": inbound.id, "reason": reason, "level": level, "status": ReviewStatus.OPEN,
+        "created_at": now, "due_at": due}).scalar_one()
+    audit.append(connection, at=now, actor="triage", action="review.opened", subject_type="review",
+                 subject_id=item_id, reason=reason, inbound_id=inbound.id, clinic_id=clinic.id)
+    return item_id
 
 
 # A sender told "a nurse will read your message" this recently is not told again.
