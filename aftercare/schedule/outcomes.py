@@ -88,23 +88,17 @@ _SENT = (update(M)
          .values(status=MessageStatus.SENT, provider_id=bindparam("b_sid"), sent_at=bindparam("b_at"),
                  updated_at=bindparam("b_at"), claimed_until=None, error=None, error_code=None))
 
-# On PostgreSQL a whole group is one statement over arrays (the same guard as _SENT), and the callbacks that came
-# first are read in the same round trip: a group of eight is then one statement, not eight plus a lookup. The
-# SELECT sees the transaction's snapshot as a second statement would, and the commit follows at once.
-# The status guard compares with a joined value on purpose: written as status = 'claimed' it lets the planner
-# pick the partial lease index, whose row estimate is stale seconds after a claim, and scan every claimed row
-# once per group; this way each row is found by its primary key.
+# On PostgreSQL a whole group is one UPDATE over arrays, with the same guard as _SENT: a group of eight sends is
+# one statement, not eight. The status guard compares with a joined value on purpose: written as
+# status = 'claimed' it lets the planner pick the partial lease index, whose row estimate is stale seconds after
+# a claim, and scan every claimed row once per group; this way each row is found by its primary key.
 _SENT_GROUP_PG = text("""
-WITH sent AS (
-    UPDATE scheduled_messages AS m
-    SET status = 'sent', provider_id = v.sid, sent_at = v.at, updated_at = v.at,
-        claimed_until = NULL, error = NULL, error_code = NULL
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:sids AS text[]), CAST(:ats AS timestamptz[]),
-                CAST(:expected AS text[])) AS v (id, sid, at, expected)
-    WHERE m.id = v.id AND m.claim_token = :token AND m.status = v.expected
-    RETURNING m.provider_id
-)
-SELECT DISTINCT p.provider_sid FROM pending_statuses AS p JOIN sent ON p.provider_sid = sent.provider_id
+UPDATE scheduled_messages AS m
+SET status = 'sent', provider_id = v.sid, sent_at = v.at, updated_at = v.at,
+    claimed_until = NULL, error = NULL, error_code = NULL
+FROM unnest(CAST(:ids AS bigint[]), CAST(:sids AS text[]), CAST(:ats AS timestamptz[]),
+            CAST(:expected AS text[])) AS v (id, sid, at, expected)
+WHERE m.id = v.id AND m.claim_token = :token AND m.status = v.expected
 """)
 
 
@@ -173,12 +167,15 @@ class SentRecorder(_Connected):
 
     def _write(self, connection: Connection, group: list[Sent]) -> set[str]:
         if connection.dialect.name == "postgresql":
-            return set(connection.scalars(_SENT_GROUP_PG, {
+            connection.execute(_SENT_GROUP_PG, {
                 "ids": [s.row_id for s in group], "sids": [s.provider_id for s in group],
                 "ats": [s.sent_at for s in group], "expected": [MessageStatus.CLAIMED.value] * len(group),
-                "token": self.token}))
-        connection.execute(_SENT, [{"b_id": s.row_id, "b_token": self.token, "b_sid": s.provider_id,
-                                    "b_at": s.sent_at} for s in group])
-        # In the same transaction: a callback stored before this commit is seen here, one after it finds the row.
+                "token": self.token})
+        else:
+            connection.execute(_SENT, [{"b_id": s.row_id, "b_token": self.token, "b_sid": s.provider_id,
+                                        "b_at": s.sent_at} for s in group])
+        # In the same transaction, as a statement of its own (a fresh snapshot under READ COMMITTED): a callback
+        # kept before this lookup is seen here, even one kept while the UPDATE waited on a lock. One kept between
+        # this lookup and our commit is settled by the next callback kept (inbound/status.py, the strays).
         return set(connection.scalars(select(PendingStatus.provider_sid).where(
             PendingStatus.provider_sid.in_([s.provider_id for s in group]))))
