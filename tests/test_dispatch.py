@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import threading
+import time as time_module
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from aftercare.channels.console import read_outbox
 from aftercare.config import get_settings
 from aftercare.db import get_engine, session_factory, session_scope
-from aftercare.models import Clinic, Enrollment, Escalation, MessageStatus, Patient, ScheduledMessage
+from aftercare.models import (
+    Clinic,
+    Enrollment,
+    Escalation,
+    MessageStatus,
+    Patient,
+    PendingStatus,
+    ScheduledMessage,
+)
 from aftercare.schedule.delivery import deliver_batch, renew_lease
 from aftercare.schedule.dispatcher import claim_due_messages
+from aftercare.schedule.outcomes import SentRecorder
 from tests.cli_helpers import add_clinic, cli_json, enroll
 
 
@@ -256,3 +266,48 @@ def test_a_delivery_renews_only_a_lease_with_less_than_three_quarters_left(any_e
         renew_lease(connection, claim.ids, claim.token, now=waited, settings=settings)
         connection.commit()
     assert _leases(claim.ids) == {waited + timedelta(seconds=300)}
+
+
+def test_a_callback_kept_while_the_send_record_waits_on_a_lock_is_applied_with_it(env):
+    """Twilio's status callback can beat the commit that records the send. One kept while the recording UPDATE
+    waits on a row lock must still be handed over with the group (a lookup in the UPDATE's own snapshot missed
+    it), so the delivered/failed status is not lost. PostgreSQL only: SQLite's one writer lets nobody in between."""
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        row = ScheduledMessage(kind="page", recipient="+628120000001", step="page-1", channel="sms", body="page",
+                               planned_at=now, due_at=now, status=MessageStatus.CLAIMED, claim_token="tok",
+                               claimed_until=now + timedelta(minutes=5))
+        session.add(row)
+        session.flush()
+        row_id = row.id
+    handed: dict[str, set[str]] = {}
+
+    def record() -> None:
+        with SentRecorder("tok", lambda group, pending: handed.update(pending=pending)) as recorder:
+            recorder.record(row_id, "SMearly", now)
+
+    with get_engine().connect() as locker:
+        locker.execute(select(ScheduledMessage.id).where(ScheduledMessage.id == row_id).with_for_update())
+        sender = threading.Thread(target=record)
+        sender.start()
+        _wait_for_a_lock_wait()
+        with session_scope() as session:  # the callback, kept: the row has no SID yet
+            session.add(PendingStatus(provider_sid="SMearly", status="delivered", received_at=now))
+        locker.rollback()
+    sender.join(10)
+    with session_scope() as session:
+        stored = session.get(ScheduledMessage, row_id)
+        assert (stored.status, stored.provider_id) == (MessageStatus.SENT, "SMearly")
+    assert handed["pending"] == {"SMearly"}
+
+
+def _wait_for_a_lock_wait() -> None:
+    """Until some backend of this database waits on a lock (the recorder's UPDATE on the locked row)."""
+    for _ in range(200):
+        with get_engine().connect() as probe:
+            waiting = probe.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                         "AND wait_event_type = 'Lock'")).scalar()
+        if waiting:
+            return
+        time_module.sleep(0.025)
+    raise AssertionError("the recording UPDATE never waited on the row lock")
