@@ -94,7 +94,7 @@ _SENT = (update(M)
 # a claim, and scan every claimed row once per group; this way each row is found by its primary key.
 _SENT_GROUP_PG = text("""
 UPDATE scheduled_messages AS m
-SET status = 'sent', provider_id = v.sid, sent_at = v.at, updated_at = v.at,
+SET status = :sent, provider_id = v.sid, sent_at = v.at, updated_at = v.at,
     claimed_until = NULL, error = NULL, error_code = NULL
 FROM unnest(CAST(:ids AS bigint[]), CAST(:sids AS text[]), CAST(:ats AS timestamptz[]),
             CAST(:expected AS text[])) AS v (id, sid, at, expected)
@@ -170,7 +170,7 @@ class SentRecorder(_Connected):
             connection.execute(_SENT_GROUP_PG, {
                 "ids": [s.row_id for s in group], "sids": [s.provider_id for s in group],
                 "ats": [s.sent_at for s in group], "expected": [MessageStatus.CLAIMED.value] * len(group),
-                "token": self.token})
+                "sent": MessageStatus.SENT.value, "token": self.token})
         else:
             connection.execute(_SENT, [{"b_id": s.row_id, "b_token": self.token, "b_sid": s.provider_id,
                                         "b_at": s.sent_at} for s in group])
