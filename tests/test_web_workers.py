@@ -89,6 +89,12 @@ def test_two_worker_processes_answer_signed_webhooks(workers):
     assert _inbound_count() == sent
 
 
+def test_without_a_shared_metrics_folder_the_operator_is_told_metrics_are_per_process(workers):
+    _, log = workers
+    said = [line for line in log.read_text().splitlines() if "PROMETHEUS_MULTIPROC_DIR is not set" in line]
+    assert len(said) == 1  # once, by the master, not once per worker process
+
+
 def test_a_duplicate_sid_sent_at_once_to_both_processes_is_handled_once(workers):
     client, _log = workers
     sid = "SM" + uuid.uuid4().hex

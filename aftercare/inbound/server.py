@@ -56,6 +56,9 @@ def serve_workers(*, host: str, port: int, workers: int, threads: int) -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
     _check_port(host, port)
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        log.warning("PROMETHEUS_MULTIPROC_DIR is not set: each /metrics scrape shows only the web process that "
+                    "answers it, not the other web or Celery worker processes (README: Health, metrics and logs)")
     app = create_app(settings)
     warm_up()
     _close_connections()  # forked workers must not share the master's sockets: each opens its own pool
